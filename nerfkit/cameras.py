@@ -1,0 +1,112 @@
+"""Camera maths in one place: pose conventions, lens distortion and ray generation.
+
+Inside nerfkit every camera is camera-to-world, OpenCV axes (x right, y down, z forward).
+OpenGL/Blender poses (y up, z backward) are converted once, by :func:`opengl_to_opencv`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from nerfkit.data.scene import Cameras
+
+_OPENGL_TO_OPENCV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
+
+
+def opengl_to_opencv(c2w: Tensor) -> Tensor:
+    """Flip the camera's y and z axes: (..., 4, 4) OpenGL/Blender c2w -> OpenCV c2w (an involution)."""
+    return c2w @ _OPENGL_TO_OPENCV.to(c2w)
+
+
+def distort(xy: Tensor, distortion: Tensor) -> Tensor:
+    """Apply OpenCV radial-tangential distortion to normalised image coordinates.
+
+    Args:
+        xy: (..., 2) undistorted normalised coordinates (x/z, y/z).
+        distortion: (..., 5) ``k1, k2, p1, p2, k3``.
+    Returns:
+        (..., 2) distorted normalised coordinates.
+    """
+    k1, k2, p1, p2, k3 = distortion.unbind(-1)
+    x, y = xy.unbind(-1)
+    r2 = x * x + y * y
+    radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+    return torch.stack([xd, yd], -1)
+
+
+def undistort(xy_distorted: Tensor, distortion: Tensor, iterations: int = 10) -> Tensor:
+    """Invert :func:`distort` by Newton's method (as COLMAP does).
+
+    Args:
+        xy_distorted: (..., 2) distorted normalised coordinates.
+        distortion: (..., 5) ``k1, k2, p1, p2, k3`` (broadcastable).
+    Returns:
+        (..., 2) undistorted normalised coordinates ``xy`` with ``distort(xy) == xy_distorted``.
+    """
+    xy = xy_distorted.clone()
+    eps = 1e-9
+    for _ in range(iterations):
+        # Jacobian by forward differences keeps this short and exact enough in float64.
+        f = distort(xy, distortion) - xy_distorted
+        dx = torch.tensor([eps, 0.0], dtype=xy.dtype, device=xy.device)
+        dy = torch.tensor([0.0, eps], dtype=xy.dtype, device=xy.device)
+        jx = (distort(xy + dx, distortion) - xy_distorted - f) / eps
+        jy = (distort(xy + dy, distortion) - xy_distorted - f) / eps
+        a, c = jx.unbind(-1)
+        b, d = jy.unbind(-1)
+        det = a * d - b * c
+        det = torch.where(det.abs() < 1e-12, torch.full_like(det, 1e-12), det)
+        step_x = (d * f[..., 0] - b * f[..., 1]) / det
+        step_y = (-c * f[..., 0] + a * f[..., 1]) / det
+        xy = xy - torch.stack([step_x, step_y], -1)
+    return xy
+
+
+def generate_rays(cameras: Cameras, camera_ids: Tensor, pixels: Tensor) -> tuple[Tensor, Tensor]:
+    """Rays through pixel positions.
+
+    Args:
+        cameras: the scene's cameras.
+        camera_ids: (R,) int64 camera index per ray.
+        pixels: (R, 2) float pixel positions (x, y); pixel centres are at +0.5.
+    Returns:
+        origins (R, 3) and unit directions (R, 3), float32, scene coordinates.
+    """
+    intr = cameras.intrinsics[camera_ids].double()
+    xy = torch.stack([(pixels[:, 0].double() - intr[:, 2]) / intr[:, 0],
+                      (pixels[:, 1].double() - intr[:, 3]) / intr[:, 1]], -1)
+    dist = cameras.distortion[camera_ids]
+    if bool((dist != 0).any()):
+        xy = undistort(xy, dist.double())
+    dirs_cam = torch.cat([xy, torch.ones_like(xy[:, :1])], -1).float()
+    c2w = cameras.c2w[camera_ids]
+    dirs = torch.einsum("rij,rj->ri", c2w[:, :3, :3], dirs_cam)
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+    return c2w[:, :3, 3].contiguous(), dirs
+
+
+def image_pixels(width: int, height: int, device: torch.device | str = "cpu") -> Tensor:
+    """(H*W, 2) pixel-centre positions of an image, row-major (x varies fastest)."""
+    ys, xs = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device),
+                            indexing="ij")
+    return torch.stack([xs, ys], -1).reshape(-1, 2).float() + 0.5
+
+
+def project(cameras: Cameras, camera_ids: Tensor, points: Tensor) -> Tensor:
+    """Project scene points to pixels (with distortion): (R, 3) -> (R, 2) pixel positions."""
+    c2w = cameras.c2w[camera_ids].double()
+    rot, trans = c2w[:, :3, :3], c2w[:, :3, 3]
+    local = torch.einsum("rji,rj->ri", rot, points.double() - trans)
+    xy = local[:, :2] / local[:, 2:3]
+    xy = distort(xy, cameras.distortion[camera_ids].double())
+    intr = cameras.intrinsics[camera_ids].double()
+    return torch.stack([xy[:, 0] * intr[:, 0] + intr[:, 2], xy[:, 1] * intr[:, 1] + intr[:, 3]], -1)
+
+
+def pixel_radius(cameras: Cameras, camera_ids: Tensor) -> Tensor:
+    """(R,) radius of a pixel's footprint at unit distance (for cone tracing / mip-NeRF)."""
+    intr = cameras.intrinsics[camera_ids]
+    return 2.0 / (3.0 ** 0.5) / (0.5 * (intr[:, 0] + intr[:, 1]))

@@ -1,0 +1,95 @@
+"""Volume rendering of packed samples (Max 1995; NeRF Eq. 3).
+
+For the samples of one ray, sorted front to back, with densities ``sigma_i`` on intervals
+``delta_i = t_end_i - t_start_i``::
+
+    alpha_i = 1 - exp(-sigma_i * delta_i)
+    T_i     = exp(-sum_{j<i} sigma_j * delta_j)          (transmittance)
+    w_i     = T_i * alpha_i
+    rgb     = sum_i w_i c_i,  depth = sum_i w_i (t_start_i + t_end_i) / 2,  alpha = sum_i w_i
+
+Samples are packed: ``ray_indices`` (S,) sorted, one run of samples per ray (from ``march_rays``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from nerfkit.ops._backend import use_native
+
+
+class Composited(NamedTuple):
+    """Per-ray results (R rays) and per-sample weights (S samples)."""
+
+    rgb: Tensor       # (R, 3)
+    depth: Tensor     # (R,) expected distance along the unit ray (not normalised by alpha)
+    alpha: Tensor     # (R,) accumulated opacity
+    weights: Tensor   # (S,)
+
+
+def exclusive_segment_sum(values: Tensor, ray_indices: Tensor, n_rays: int) -> Tensor:
+    """Per-ray exclusive prefix sums of packed values: (S,) -> (S,), computed in float64."""
+    if values.numel() == 0:
+        return values.clone()
+    inclusive = torch.cumsum(values.double(), 0)
+    counts = torch.bincount(ray_indices, minlength=n_rays)
+    first = torch.cumsum(counts, 0) - counts                          # index of each ray's 1st sample
+    before_ray = (inclusive - values.double())[first.clamp(max=values.numel() - 1)]
+    return (inclusive - values.double() - before_ray[ray_indices]).to(values.dtype)
+
+
+def render_weights(sigmas: Tensor, t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor, n_rays: int
+                   ) -> tuple[Tensor, Tensor]:
+    """Weights and transmittance of packed samples: each (S,), differentiable in ``sigmas``."""
+    optical = sigmas * (t_ends - t_starts)
+    transmittance = torch.exp(-exclusive_segment_sum(optical, ray_indices, n_rays))
+    alphas = 1.0 - torch.exp(-optical)
+    return transmittance * alphas, transmittance
+
+
+def composite_ref(sigmas: Tensor, rgbs: Tensor, t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor,
+                  n_rays: int) -> Composited:
+    """Pure-PyTorch twin of :func:`composite`."""
+    weights, _ = render_weights(sigmas, t_starts, t_ends, ray_indices, n_rays)
+    rgb = torch.zeros(n_rays, 3, dtype=rgbs.dtype, device=rgbs.device)
+    rgb = rgb.index_add(0, ray_indices, weights.unsqueeze(-1) * rgbs)
+    mids = 0.5 * (t_starts + t_ends)
+    depth = torch.zeros(n_rays, dtype=weights.dtype, device=weights.device)
+    depth = depth.index_add(0, ray_indices, weights * mids)
+    alpha = torch.zeros(n_rays, dtype=weights.dtype, device=weights.device)
+    alpha = alpha.index_add(0, ray_indices, weights)
+    return Composited(rgb, depth, alpha, weights)
+
+
+def composite(sigmas: Tensor, rgbs: Tensor, t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor,
+              n_rays: int) -> Composited:
+    """Composite packed samples front to back into per-ray colour, depth and opacity.
+
+    Args:
+        sigmas: (S,) densities >= 0 (1 / scene unit); rgbs: (S, 3) colours in [0, 1].
+        t_starts, t_ends: (S,) sample intervals along the unit ray.
+        ray_indices: (S,) int64, sorted, the ray of each sample; n_rays: R.
+    Returns:
+        :class:`Composited` (rgb (R, 3), depth (R,), alpha (R,), weights (S,)); gradients flow
+        to ``sigmas`` and ``rgbs``. Rays without samples get zeros.
+
+    Example (one ray, one opaque sample: all weight on it):
+        >>> out = composite(torch.tensor([1e4]), torch.tensor([[1.0, 0.5, 0.0]]),
+        ...                 torch.tensor([1.0]), torch.tensor([1.5]), torch.tensor([0]), 1)
+        >>> out.rgb, out.depth, out.alpha
+        (tensor([[1.0000, 0.5000, 0.0000]]), tensor([1.2500]), tensor([1.]))
+    """
+    n_samples = sigmas.shape[0]
+    if sigmas.ndim != 1 or rgbs.shape != (n_samples, 3) or t_starts.shape != (n_samples,) \
+            or t_ends.shape != (n_samples,) or ray_indices.shape != (n_samples,):
+        raise ValueError("composite expects sigmas (S,), rgbs (S, 3), t_starts/t_ends/ray_indices (S,); "
+                         f"got {tuple(sigmas.shape)}, {tuple(rgbs.shape)}, {tuple(t_starts.shape)}, "
+                         f"{tuple(t_ends.shape)}, {tuple(ray_indices.shape)}")
+    if use_native(sigmas, rgbs, t_starts):
+        from nerfkit.ops._native import composite_native
+        return composite_native(sigmas.contiguous(), rgbs.contiguous(), t_starts.contiguous(),
+                                t_ends.contiguous(), ray_indices.contiguous(), n_rays)
+    return composite_ref(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays)
