@@ -79,11 +79,14 @@ def _corner_indices_and_weights(x: Tensor, offsets: Tensor, resolutions: Tensor
         idx = (tx ^ ty ^ tz).view(-1, n_levels, 8)
     elif not any(hashed):
         idx = (tx + ty + tz).view(-1, n_levels, 8)
-    else:
-        n_dense = hashed.index(True)            # levels grow, so dense levels come first
+    elif all(hashed[hashed.index(True):]):      # dense levels first, as level_layout makes them
+        n_dense = hashed.index(True)
         dense = (tx[:, :n_dense] + ty[:, :n_dense] + tz[:, :n_dense]).view(-1, n_dense, 8)
         coarse = (tx[:, n_dense:] ^ ty[:, n_dense:] ^ tz[:, n_dense:]).view(-1, n_levels - n_dense, 8)
         idx = torch.cat([dense, coarse], 1)
+    else:                                       # any other order (custom offsets): choose per level
+        is_hashed = torch.tensor(hashed, device=device).view(1, -1, 1)
+        idx = torch.where(is_hashed, (tx ^ ty ^ tz).view(-1, n_levels, 8), (tx + ty + tz).view(-1, n_levels, 8))
     mask = torch.tensor(masks, device=device, dtype=torch.int32).view(1, -1, 1)
     idx = (idx & mask).long() + offsets[:-1].to(device, torch.int64).view(1, -1, 1)
     wfrac = torch.stack([1 - frac, frac], 2)                                 # (N, L, 2, 3)
@@ -99,11 +102,12 @@ class _HashEncodeRef(torch.autograd.Function):
     def forward(ctx, x: Tensor, table: Tensor, offsets: Tensor, resolutions: Tensor) -> Tensor:
         idx, weights = _corner_indices_and_weights(x, offsets, resolutions)
         n, levels, _ = idx.shape
-        features = table.index_select(0, idx.reshape(-1)).view(n, levels, 8, -1)
+        feats = table.shape[1]          # explicit sizes: a view with -1 fails for n = 0 points
+        features = table.index_select(0, idx.reshape(-1)).view(n, levels, 8, feats)
         out = (features * weights.unsqueeze(-1).to(table.dtype)).sum(2)       # (N, L, F)
         ctx.save_for_backward(idx, weights)
         ctx.table_shape = table.shape
-        return out.reshape(n, -1)
+        return out.reshape(n, levels * feats)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
