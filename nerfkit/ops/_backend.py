@@ -5,6 +5,8 @@ native kernels are enabled and the extension built, else the twin with one warni
 
 Native kernels are opt-in until they have been verified on a GPU against their twins:
 ``NERFKIT_NATIVE=1`` enables them, ``NERFKIT_FORCE_REF=1`` forces the twins even then.
+On the CPU the twins of the hottest ops run through ``torch.compile`` (still pure PyTorch, fused
+by inductor into one loop); ``NERFKIT_COMPILE=0`` keeps them eager.
 """
 
 from __future__ import annotations
@@ -15,6 +17,16 @@ import warnings
 from types import ModuleType
 
 from torch import Tensor
+
+
+def compile_enabled() -> bool:
+    """Whether CPU twins may use torch.compile (``NERFKIT_COMPILE=0`` turns it off)."""
+    return os.environ.get("NERFKIT_COMPILE", "1") not in ("", "0")
+
+
+def disable_compile() -> None:
+    """Turn torch.compile off for the rest of this process (after a compile failure)."""
+    os.environ["NERFKIT_COMPILE"] = "0"
 
 
 def native_enabled() -> bool:

@@ -10,12 +10,15 @@ Gradients flow to ``table`` only (positions are not learned); that is what NeRF 
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor
 
-from nerfkit.ops._backend import load_native, use_native
+from nerfkit.ops._backend import compile_enabled, disable_compile as _disable_compile, load_native, use_native
 
 PRIMES = (1, 2654435761, 805459861)
 _CORNERS = torch.tensor([[(c >> 0) & 1, (c >> 1) & 1, (c >> 2) & 1] for c in range(8)])
@@ -32,7 +35,9 @@ def level_layout(n_levels: int, log2_table_size: int, base_resolution: int,
     growth = math.exp((math.log(max_resolution) - math.log(base_resolution)) / max(n_levels - 1, 1))
     resolutions, offsets = [], [0]
     for level in range(n_levels):
-        res = int(math.floor(base_resolution * growth ** level))
+        # floor of base * growth^level; the 1e-9 keeps exp/log round-off (e.g. 2047.9999999) from
+        # dropping a resolution that is an integer in exact arithmetic, such as the finest, to one less
+        res = int(math.floor(base_resolution * growth ** level * (1.0 + 1e-9)))
         size = min((res + 1) ** 3, 2 ** log2_table_size)
         size = (size + 7) // 8 * 8
         resolutions.append(res)
@@ -46,53 +51,84 @@ def _as_int32(value: int) -> int:
     return value - (1 << 32) if value >= (1 << 31) else value
 
 
-def _corner_indices_and_weights(x: Tensor, offsets: Tensor, resolutions: Tensor
-                                ) -> tuple[Tensor, Tensor]:
-    """Table rows (int64) and trilinear weights of the 8 corners per level: both (N, L, 8).
+class _LevelConstants(NamedTuple):
+    """Per-level constants of a layout, shaped to broadcast against (N, L, ...) tensors."""
 
-    Corner c of a cell is (c & 1, c >> 1 & 1, c >> 2 & 1) away from its lowest vertex.
-    """
-    device = x.device
+    resolution: Tensor   # (1, L, 1) float cells per axis
+    stride: Tensor       # (L, 3) int32: dense (1, r+1, (r+1)^2) or hash primes as int32
+    mask: Tensor         # (1, L, 1) int32: size-1 for hashed levels (powers of two), -1 for dense
+    hashed: Tensor       # (1, L, 1) bool
+    row_offset: Tensor   # (1, L, 1) int64 first table row of the level
+
+
+def _level_constants(offsets: Tensor, resolutions: Tensor, device: torch.device,
+                     dtype: torch.dtype) -> _LevelConstants:
     res_list = [int(r) for r in resolutions.tolist()]
     off_list = [int(o) for o in offsets.tolist()]
-    res = torch.tensor(res_list, device=device, dtype=x.dtype).view(1, -1, 1)
-    pos = x.unsqueeze(1) * res                                              # (N, L, 3)
-    hi = (res - 1).clamp(min=0)
-    base = pos.floor().clamp_(min=0).minimum(hi)
-    frac = (pos - base).clamp_(0.0, 1.0)
-    base = base.to(torch.int32)
     strides, masks, hashed = [], [], []
     for level, r in enumerate(res_list):
         size = off_list[level + 1] - off_list[level]
         is_hashed = (r + 1) ** 3 > size
         hashed.append(is_hashed)
         strides.append([_as_int32(p) for p in PRIMES] if is_hashed else [1, r + 1, (r + 1) ** 2])
-        masks.append(size - 1 if is_hashed else -1)   # hashed sizes are powers of two
-    stride = torch.tensor(strides, device=device, dtype=torch.int32)        # (L, 3)
-    step = torch.stack([torch.zeros_like(stride), stride], 1)               # (L, 2, 3) corner offset
-    terms = base.unsqueeze(2) * stride.unsqueeze(1) + step                  # (N, L, 2, 3)
-    tx = terms[..., 0].view(-1, len(res_list), 1, 1, 2)
-    ty = terms[..., 1].view(-1, len(res_list), 1, 2, 1)
-    tz = terms[..., 2].view(-1, len(res_list), 2, 1, 1)
-    n_levels = len(res_list)
-    if all(hashed):
-        idx = (tx ^ ty ^ tz).view(-1, n_levels, 8)
-    elif not any(hashed):
-        idx = (tx + ty + tz).view(-1, n_levels, 8)
-    elif all(hashed[hashed.index(True):]):      # dense levels first, as level_layout makes them
-        n_dense = hashed.index(True)
-        dense = (tx[:, :n_dense] + ty[:, :n_dense] + tz[:, :n_dense]).view(-1, n_dense, 8)
-        coarse = (tx[:, n_dense:] ^ ty[:, n_dense:] ^ tz[:, n_dense:]).view(-1, n_levels - n_dense, 8)
-        idx = torch.cat([dense, coarse], 1)
-    else:                                       # any other order (custom offsets): choose per level
-        is_hashed = torch.tensor(hashed, device=device).view(1, -1, 1)
-        idx = torch.where(is_hashed, (tx ^ ty ^ tz).view(-1, n_levels, 8), (tx + ty + tz).view(-1, n_levels, 8))
-    mask = torch.tensor(masks, device=device, dtype=torch.int32).view(1, -1, 1)
-    idx = (idx & mask).long() + offsets[:-1].to(device, torch.int64).view(1, -1, 1)
-    wfrac = torch.stack([1 - frac, frac], 2)                                 # (N, L, 2, 3)
-    weights = (wfrac[..., 0].view(-1, n_levels, 1, 1, 2) * wfrac[..., 1].view(-1, n_levels, 1, 2, 1)
-               * wfrac[..., 2].view(-1, n_levels, 2, 1, 1)).view(-1, n_levels, 8)
-    return idx, weights
+        masks.append(size - 1 if is_hashed else -1)
+    return _LevelConstants(
+        torch.tensor(res_list, device=device, dtype=dtype).view(1, -1, 1),
+        torch.tensor(strides, device=device, dtype=torch.int32).view(-1, 3),
+        torch.tensor(masks, device=device, dtype=torch.int32).view(1, -1, 1),
+        torch.tensor(hashed, device=device, dtype=torch.bool).view(1, -1, 1),
+        torch.tensor(off_list[:-1], device=device, dtype=torch.int64).view(1, -1, 1))
+
+
+def _encode_math(x: Tensor, table: Tensor, resolution: Tensor, stride: Tensor, mask: Tensor,
+                 hashed: Tensor, row_offset: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Features (N, L, F), corner rows (N, L, 8) int64 and trilinear weights (N, L, 8).
+
+    Corner c of a cell is (c & 1, c >> 1 & 1, c >> 2 & 1) away from its lowest vertex. Written as
+    plain tensor algebra so that torch.compile can fuse it into one loop.
+    """
+    n_levels = stride.shape[0]
+    pos = x.unsqueeze(1) * resolution                                       # (N, L, 3)
+    base = pos.floor().clamp(min=0.0).minimum((resolution - 1.0).clamp(min=0.0))
+    frac = (pos - base).clamp(0.0, 1.0)
+    step = torch.stack([torch.zeros_like(stride), stride], 0)               # (2, L, 3) corner offset
+    terms = base.to(torch.int32).unsqueeze(2) * stride.unsqueeze(1) + step.transpose(0, 1)  # (N, L, 2, 3)
+    tx = terms[..., 0].reshape(-1, n_levels, 1, 1, 2)
+    ty = terms[..., 1].reshape(-1, n_levels, 1, 2, 1)
+    tz = terms[..., 2].reshape(-1, n_levels, 2, 1, 1)
+    idx = torch.where(hashed, (tx ^ ty ^ tz).reshape(-1, n_levels, 8), (tx + ty + tz).reshape(-1, n_levels, 8))
+    idx = (idx & mask).to(torch.int64) + row_offset
+    wf = torch.stack([1.0 - frac, frac], 2)                                 # (N, L, 2, 3)
+    weights = (wf[..., 0].reshape(-1, n_levels, 1, 1, 2) * wf[..., 1].reshape(-1, n_levels, 1, 2, 1)
+               * wf[..., 2].reshape(-1, n_levels, 2, 1, 1)).reshape(-1, n_levels, 8)
+    features = table[idx]                                                   # (N, L, 8, F)
+    out = (features * weights.unsqueeze(-1).to(table.dtype)).sum(2)
+    return out, idx, weights
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled_math() -> Callable | None:
+    """torch.compile of :func:`_encode_math` (CPU), or None when compiling is off or unavailable."""
+    try:
+        return torch.compile(_encode_math, dynamic=True)
+    except Exception as error:  # noqa: BLE001 - any failure means: stay eager
+        warnings.warn(f"torch.compile unavailable for the hash encoding, staying eager: {error}",
+                      stacklevel=2)
+        return None
+
+
+def _encode(x: Tensor, table: Tensor, offsets: Tensor, resolutions: Tensor
+            ) -> tuple[Tensor, Tensor, Tensor]:
+    consts = _level_constants(offsets, resolutions, x.device, x.dtype)
+    if x.shape[0] > 0 and not x.is_cuda and compile_enabled():
+        compiled = _compiled_math()
+        if compiled is not None:
+            try:
+                return compiled(x.contiguous(), table.detach(), *consts)  # a Parameter input is 10x slower
+            except Exception as error:  # noqa: BLE001 - e.g. no C++ compiler: stay eager
+                warnings.warn(f"compiled hash encoding failed, staying eager: {error}", stacklevel=2)
+                _disable_compile()
+    return _encode_math(x, table, *consts)
 
 
 class _HashEncodeRef(torch.autograd.Function):
@@ -100,13 +136,10 @@ class _HashEncodeRef(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, table: Tensor, offsets: Tensor, resolutions: Tensor) -> Tensor:
-        idx, weights = _corner_indices_and_weights(x, offsets, resolutions)
-        n, levels, _ = idx.shape
-        feats = table.shape[1]          # explicit sizes: a view with -1 fails for n = 0 points
-        features = table.index_select(0, idx.reshape(-1)).view(n, levels, 8, feats)
-        out = (features * weights.unsqueeze(-1).to(table.dtype)).sum(2)       # (N, L, F)
+        out, idx, weights = _encode(x, table, offsets, resolutions)
         ctx.save_for_backward(idx, weights)
         ctx.table_shape = table.shape
+        n, levels, feats = out.shape    # explicit sizes: a view with -1 fails for n = 0 points
         return out.reshape(n, levels * feats)
 
     @staticmethod

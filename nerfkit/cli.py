@@ -1,0 +1,191 @@
+"""The ``nerfkit`` command: parse, call, print. User mistakes end in one sentence and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from nerfkit.errors import NerfkitError
+
+TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
+    "--method": ("method", str, "ngp (mipnerf and splat come later)"),
+    "--max-steps": ("max_steps", int, "stop after this many steps"),
+    "--max-time": ("max_time", float, "stop after this many seconds of training"),
+    "--output-dir": ("output_dir", str, "root of the run folders (default: outputs)"),
+    "--downscale": ("downscale", float, "divide image sizes by this on load (2 = half)"),
+    "--split-every": ("split_every", int, "every Nth image is a test image when the scene has no splits"),
+    "--scene-kind": ("scene_kind", str, "auto | object | unbounded"),
+    "--eval-every": ("eval_every", int, "steps between quick one-image evals (0 = off)"),
+    "--checkpoint-every": ("checkpoint_every", int, "steps between checkpoints"),
+    "--seed": ("seed", int, "random seed"),
+    "--threads": ("threads", int, "CPU threads for torch (0 = all cores)"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nerfkit", description="Photos in, a 3D model out.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a method on a scene (default: the demo scene)")
+    train.add_argument("scene", nargs="?", default=None,
+                       help="scene folder: COLMAP, NeRF-synthetic or transforms.json (none = demo)")
+    for flag, (_, kind, text) in TRAIN_FLAGS.items():
+        train.add_argument(flag, type=kind, default=None, help=text)
+    train.add_argument("--config", default=None, help="preset name from configs/ or a YAML path")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a method or train setting, e.g. --set log2_table_size=19")
+    train.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN",
+                       help="continue a run from its newest checkpoint (default: the newest run "
+                            "of this scene and method)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser("eval", help="PSNR / SSIM of a run on held-out images")
+    evaluate.add_argument("run", help="run folder (or a parent: its newest run)")
+    evaluate.add_argument("--split", default="test", help="test | val | train")
+    evaluate.add_argument("--background", default="white", help="white | black (RGBA scenes)")
+    evaluate.add_argument("-o", "--output", default=None, help="JSON file (default: RUN/eval-SPLIT.json)")
+
+    render = commands.add_parser("render", help="render a run's cameras to images (+ depth)")
+    render.add_argument("run", help="run folder (or a parent: its newest run)")
+    render.add_argument("--split", default="test", help="test | val | train")
+    render.add_argument("--background", default="white", help="white | black (RGBA scenes)")
+    render.add_argument("-o", "--output", required=True, help="folder for the images")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return {"train": _train, "eval": _eval, "render": _render}[args.command](args)
+    except NerfkitError as error:
+        print(f"nerfkit: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Preset, then flags, then --set, as ``{train: {...}, method: {...}}``."""
+    from nerfkit.config import TrainConfig, load_preset, method_config_class
+
+    values = load_preset(args.config) if args.config else {"train": {}, "method": {}}
+    for flag, (name, _, _) in TRAIN_FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            values["train"][name] = value
+    if args.scene is not None:
+        values["train"]["scene"] = args.scene
+    train_fields = set(TrainConfig.__dataclass_fields__)
+    method_name = values["train"].get("method", TrainConfig.method)
+    method_fields = set(method_config_class(method_name).__dataclass_fields__)
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise NerfkitError(f"--set expects KEY=VALUE, got '{item}'")
+        if key in method_fields:
+            values["method"][key] = value
+        elif key in train_fields:
+            values["train"][key] = value
+        else:
+            raise NerfkitError(f"--set: unknown setting '{key}'; see 'nerfkit train --help' and "
+                               f"the fields of the method's config")
+    return values
+
+
+def _validate(config: Any) -> None:
+    train = config.train
+    checks = [
+        (train.max_steps >= 1, f"--max-steps must be at least 1, got {train.max_steps}"),
+        (train.max_time >= 0, f"--max-time must be >= 0 seconds, got {train.max_time}"),
+        (train.checkpoint_every >= 1, f"--checkpoint-every must be at least 1, got {train.checkpoint_every}"),
+        (train.eval_every >= 0, f"--eval-every must be >= 0, got {train.eval_every}"),
+        (train.threads >= 0, f"--threads must be >= 0, got {train.threads}"),
+        (train.eval_background in ("white", "black"),
+         f"eval background must be white or black, got '{train.eval_background}'"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise NerfkitError(message)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from nerfkit.config import RunConfig
+    from nerfkit.pipeline import resume_run, start_run
+
+    started = time.perf_counter()
+    if args.resume is not None:
+        if args.resume:
+            target = Path(args.resume)
+        else:
+            settings = _settings(args)
+            config = RunConfig.from_dict(settings, "command line")
+            if not config.train.scene:
+                raise NerfkitError("--resume without a run folder needs the scene argument "
+                                   "(or pass the run folder: --resume outputs/<scene>/<method>/<run>)")
+            target = Path(config.train.output_dir) / Path(config.train.scene).resolve().name / config.train.method
+        trainer = resume_run(target)
+    else:
+        config = RunConfig.from_dict(_settings(args), "command line")
+        _validate(config)
+        trainer = start_run(config)
+    try:
+        metrics = trainer.train(progress_bar=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"nerfkit: interrupted; resume with: nerfkit train --resume {trainer.run_dir}", file=sys.stderr)
+        return 130
+    print(f"trained {metrics['steps']} steps in {metrics['train_seconds']:.0f} s "
+          f"({metrics['rays_per_second']:,.0f} rays/s); test PSNR {metrics['psnr']:.2f} dB, "
+          f"SSIM {metrics['ssim']:.4f} on {metrics['test_images']} images "
+          f"({time.perf_counter() - started:.0f} s in all)")
+    print(f"results: {trainer.run_dir} (metrics.json, renders/test/, checkpoints/)")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from nerfkit.evaluate import evaluate_split
+    from nerfkit.pipeline import open_run
+    from nerfkit.runs import resolve_run, write_json_atomic
+
+    _check_choice("--background", args.background, ("white", "black"))
+    _check_choice("--split", args.split, ("test", "val", "train"))
+    run_dir = resolve_run(Path(args.run))
+    config, scene, method, step = open_run(run_dir)
+    result = evaluate_split(method, scene, args.split, args.background)
+    result.update(step=step, run=str(run_dir))
+    output = Path(args.output) if args.output else run_dir / f"eval-{args.split}.json"
+    write_json_atomic(output, result)
+    print(f"{args.split}: PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} over "
+          f"{len(result['images'])} images at step {step} -> {output}")
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from nerfkit.evaluate import evaluate_split
+    from nerfkit.pipeline import open_run
+
+    _check_choice("--background", args.background, ("white", "black"))
+    _check_choice("--split", args.split, ("test", "val", "train"))
+    config, scene, method, step = open_run(Path(args.run))
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise NerfkitError(f"-o '{output}' is a file: expected a folder for the images")
+    result = evaluate_split(method, scene, args.split, args.background, out_dir=output)
+    print(f"rendered {len(result['images'])} {args.split} images (rgb, colour-mapped depth, ground "
+          f"truth) to {output}; PSNR {result['psnr']:.2f} dB")
+    return 0
+
+
+def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise NerfkitError(f"{flag} must be one of {', '.join(choices)}, got '{value}'")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

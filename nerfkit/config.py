@@ -1,0 +1,148 @@
+"""Flat configuration dataclasses, one per concern, and YAML presets from ``configs/``.
+
+No inheritance between configs: a preset is a flat YAML mapping ``{train: {...}, method: {...}}``
+whose keys are fields of :class:`TrainConfig` and of the method's config. Command-line flags are
+applied last. Unknown keys and wrongly typed values are user errors with one clear sentence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nerfkit.errors import NerfkitError
+
+PRESET_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass
+class TrainConfig:
+    """What the trainer does, independent of the method."""
+
+    scene: str = ""                 # scene folder ("" = the built-in demo scene)
+    method: str = "ngp"
+    output_dir: str = "outputs"
+    max_steps: int = 20000          # stop after this many steps ...
+    max_time: float = 0.0           # ... or after this many seconds of training (0 = no limit)
+    eval_every: int = 0             # steps between quick evals on one test image (0 = off)
+    checkpoint_every: int = 1000    # steps between checkpoints (also one every checkpoint_seconds)
+    checkpoint_seconds: float = 120.0
+    downscale: float = 1.0          # image downscale factor on load
+    split_every: int = 8            # every Nth image is a test image when the format has no splits
+    scene_kind: str = "auto"        # auto | object | unbounded
+    eval_background: str = "white"  # background for RGBA test images: white | black
+    seed: int = 0
+    threads: int = 0                # torch CPU threads (0 = all cores)
+
+
+@dataclass
+class NGPConfig:
+    """Instant-NGP (Mueller et al. 2022) hyper-parameters; CPU-friendly defaults."""
+
+    n_levels: int = 16
+    features_per_level: int = 2
+    log2_table_size: int = 17
+    base_resolution: int = 16
+    max_resolution: int = 512       # finest grid cells per axis over the box
+    hidden_dim: int = 64
+    geo_feat_dim: int = 15
+    sh_degree: int = 4
+    color_hidden_layers: int = 2
+    lr: float = 1e-2
+    lr_warmup_steps: int = 100
+    weight_decay: float = 1e-6      # on the MLPs only
+    target_samples: int = 1 << 16   # samples per batch; the ray count adapts to keep it
+    initial_rays: int = 4096
+    max_rays: int = 1 << 15
+    grid_resolution: int = 64       # occupancy grid cells per axis and cascade
+    grid_cascades: int = 0          # 0 = auto (1 for objects, 4 for unbounded scenes)
+    grid_update_every: int = 16
+    grid_warmup_steps: int = 256
+    grid_ema: float = 0.95
+    grid_threshold: float = 0.01    # occupied when sigma * step_size exceeds this
+    steps_per_diagonal: int = 512   # marching step = box diagonal / this
+    cone_angle: float = -1.0        # -1 = auto (0 for objects, 1/256 unbounded)
+    max_samples_per_ray: int = 1024
+    near: float = 0.05
+    early_stop_eps: float = 1e-4    # drop samples behind transmittance < eps (train and render)
+    train_background: str = "random"  # random | white | black (RGBA scenes)
+    render_chunk: int = 1 << 14     # rays per chunk when rendering images
+
+
+METHOD_CONFIGS: dict[str, type] = {"ngp": NGPConfig}
+
+
+def method_config_class(method: str) -> type:
+    if method not in METHOD_CONFIGS:
+        raise NerfkitError(f"unknown method '{method}': expected one of {', '.join(METHOD_CONFIGS)}")
+    return METHOD_CONFIGS[method]
+
+
+def apply_overrides(config: Any, values: dict[str, Any], source: str) -> Any:
+    """A copy of dataclass ``config`` with ``values`` set, type-checked; ``source`` names the origin."""
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    updates = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise NerfkitError(f"{source}: unknown setting '{key}' for {type(config).__name__}; "
+                               f"expected one of {', '.join(sorted(fields))}")
+        updates[key] = _coerce(value, type(getattr(config, key)), f"{source}: setting '{key}'")
+    return dataclasses.replace(config, **updates)
+
+
+def _coerce(value: Any, kind: type, where: str) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise NerfkitError(f"{where} must be true or false, got {value!r}")
+    if kind in (int, float):
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise NerfkitError(f"{where} must be a number, got {value!r}") from None
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise NerfkitError(f"{where} must be a whole number, got {value!r}")
+        return number
+    if kind is str:
+        return str(value)
+    return value
+
+
+def load_preset(name_or_path: str) -> dict[str, dict[str, Any]]:
+    """Read a preset by name (``configs/<name>.yaml``) or path; returns ``{train: .., method: ..}``."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
+        raise NerfkitError(f"config '{name_or_path}' not found: expected a YAML file or one of {known}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise NerfkitError(f"config '{path}' is not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(data, dict) or not set(data) <= {"train", "method"}:
+        raise NerfkitError(f"config '{path}' must be a mapping with the sections 'train' and 'method'")
+    return {"train": dict(data.get("train") or {}), "method": dict(data.get("method") or {})}
+
+
+@dataclass
+class RunConfig:
+    """Everything a run was started with; saved as ``config.yaml`` in the run folder."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    method: Any = field(default_factory=NGPConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {"train": dataclasses.asdict(self.train), "method": dataclasses.asdict(self.method)}
+
+    @staticmethod
+    def from_dict(data: dict[str, Any], source: str) -> "RunConfig":
+        train = apply_overrides(TrainConfig(), data.get("train", {}), source)
+        method = apply_overrides(method_config_class(train.method)(), data.get("method", {}), source)
+        return RunConfig(train, method)

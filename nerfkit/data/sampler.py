@@ -1,0 +1,70 @@
+"""Random pixel batches over a scene's training images (mixed image sizes allowed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from nerfkit.cameras import generate_rays
+from nerfkit.data.scene import Scene
+from nerfkit.methods.base import RayBatch
+
+
+def background_color(name: str, n: int, generator: torch.Generator | None = None) -> Tensor:
+    """(n, 3) background colours: ``random`` (uniform per ray), ``white`` or ``black``."""
+    if name == "random":
+        return torch.rand(n, 3, generator=generator)
+    if name == "white":
+        return torch.ones(n, 3)
+    if name == "black":
+        return torch.zeros(n, 3)
+    raise ValueError(f"unknown background '{name}': expected random, white or black")
+
+
+def composite_on(rgba: Tensor, background: Tensor) -> Tensor:
+    """(..., 3|4) float colours in [0, 1] -> (..., 3) composited on ``background`` (broadcastable)."""
+    if rgba.shape[-1] == 3:
+        return rgba
+    alpha = rgba[..., 3:4]
+    return rgba[..., :3] * alpha + background * (1.0 - alpha)
+
+
+class PixelSampler:
+    """Uniformly random pixels of a set of images, as rays with target colours.
+
+    All pixels are stored once as one flat uint8 buffer (P, 4) (alpha 255 for RGB images), so
+    images of different sizes mix freely.
+    """
+
+    def __init__(self, scene: Scene, image_ids: list[int], background: str, seed: int = 0) -> None:
+        self.cameras = scene.cameras
+        self.image_ids = torch.tensor(image_ids, dtype=torch.int64)
+        pixels = []
+        for index in image_ids:
+            image = scene.images[index]
+            if image.shape[2] == 3:
+                image = np.concatenate([image, np.full(image.shape[:2] + (1,), 255, np.uint8)], 2)
+            pixels.append(torch.from_numpy(np.ascontiguousarray(image)).reshape(-1, 4))
+        self.pixels = torch.cat(pixels)
+        counts = torch.tensor([p.shape[0] for p in pixels], dtype=torch.int64)
+        self.offsets = torch.cumsum(counts, 0) - counts
+        self.widths = self.cameras.sizes[self.image_ids, 0]
+        self.background = background
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return int(self.pixels.shape[0])
+
+    def sample(self, n_rays: int) -> RayBatch:
+        """``n_rays`` random pixels -> a :class:`RayBatch` (targets composited on the background)."""
+        flat = torch.randint(0, len(self), (n_rays,), generator=self.generator)
+        local = torch.searchsorted(self.offsets, flat, right=True) - 1
+        within = flat - self.offsets[local]
+        width = self.widths[local]
+        pixels = torch.stack([within % width, within // width], -1).float() + 0.5
+        camera_ids = self.image_ids[local]
+        origins, directions = generate_rays(self.cameras, camera_ids, pixels)
+        background = background_color(self.background, n_rays, self.generator)
+        rgba = self.pixels[flat].float() / 255.0
+        return RayBatch(origins, directions, composite_on(rgba, background), background, camera_ids)

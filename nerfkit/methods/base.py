@@ -1,0 +1,96 @@
+"""The one Method protocol that the trainer, viewer, eval, render and export code talk to.
+
+A method is an ``nn.Module`` built from its config and a :class:`SceneInfo` (never from images, so a
+finished run can be re-created from its folder). Per training step the trainer calls::
+
+    method.before_step(step, progress)
+    out = method.train_step(batch, step, progress)      # {"loss": Tensor, ...floats}
+    out["loss"].backward()
+    method.after_backward(step, optimizer)              # densification, statistics
+    optimizer.step()
+
+``render(camera, background)`` returns ``{"rgb": (H, W, 3), "depth": (H, W), "alpha": (H, W)}`` and
+``density(xyz)`` (or ``sdf``) serves mesh export.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from nerfkit.data.scene import Cameras
+
+
+@dataclass
+class SceneInfo:
+    """What a method needs to know about its scene, saved with the run (``transform.json``).
+
+    Attributes:
+        aabb: (2, 3) region of interest in scene coordinates.
+        unbounded: whether to contract space beyond ``aabb``.
+        has_alpha: the images are RGBA (train on random backgrounds).
+        points3d: (P, 3) sparse points or None; points_rgb: (P, 3) uint8 or None.
+    """
+
+    aabb: Tensor
+    unbounded: bool
+    has_alpha: bool
+    points3d: Tensor | None = None
+    points_rgb: Tensor | None = None
+
+    @staticmethod
+    def from_transform(transform: dict, has_alpha: bool) -> "SceneInfo":
+        return SceneInfo(torch.tensor(transform["aabb"], dtype=torch.float32),
+                         bool(transform["unbounded"]), has_alpha)
+
+
+@dataclass
+class RayBatch:
+    """A training batch of rays with their target colours.
+
+    Attributes:
+        origins, directions: (R, 3) scene coordinates, unit directions.
+        rgb: (R, 3) target colour in [0, 1], already composited on ``background``.
+        background: (R, 3) the background the target was composited on.
+        camera_ids: (R,) int64 the image of each ray.
+    """
+
+    origins: Tensor
+    directions: Tensor
+    rgb: Tensor
+    background: Tensor
+    camera_ids: Tensor
+
+    def __len__(self) -> int:
+        return int(self.origins.shape[0])
+
+
+@runtime_checkable
+class Method(Protocol):
+    """What every method (ngp, mipnerf, splat) provides."""
+
+    name: str
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Optimizer parameter groups, each with its own ``lr`` (and ``eps``, ``weight_decay``)."""
+
+    def lr_factor(self, step: int, progress: float) -> float:
+        """Multiplier of every group's base learning rate at this step (progress in [0, 1])."""
+
+    def before_step(self, step: int, progress: float) -> None:
+        """Work before the forward pass (e.g. occupancy-grid updates)."""
+
+    def train_step(self, batch: RayBatch, step: int, progress: float) -> dict[str, Any]:
+        """Forward pass and loss; returns ``{"loss": Tensor, "mse": float, "rays": int, ...}``."""
+
+    def after_backward(self, step: int, optimizer: torch.optim.Optimizer) -> None:
+        """Work between backward and the optimizer step."""
+
+    def render(self, camera: Cameras, background: Tensor) -> dict[str, Tensor]:
+        """Render one camera: rgb (H, W, 3), depth (H, W) along the ray, alpha (H, W)."""
+
+    def density(self, xyz: Tensor) -> Tensor:
+        """(N, 3) scene points -> (N,) density."""

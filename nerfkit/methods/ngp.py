@@ -1,0 +1,129 @@
+"""Instant-NGP (Mueller, Evans, Schied, Keller 2022): hash-grid field + occupancy-grid ray marching.
+
+Per step: refresh the occupancy grid every few steps; march rays through occupied cells (dropping
+samples behind opaque ones); query the field; composite on the batch's background; MSE to the target.
+The number of rays per batch adapts so that each step sees about ``target_samples`` samples.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nerfkit.cameras import generate_rays, image_pixels
+from nerfkit.config import NGPConfig
+from nerfkit.data.scene import Cameras
+from nerfkit.fields.ngp_field import NGPField
+from nerfkit.methods.base import RayBatch, SceneInfo
+from nerfkit.ops import composite
+from nerfkit.render.occupancy import OccupancyGrid
+
+
+class NGP(nn.Module):
+    """The ``ngp`` method (see :mod:`nerfkit.methods.base` for the protocol)."""
+
+    name = "ngp"
+
+    def __init__(self, config: NGPConfig, scene: SceneInfo) -> None:
+        super().__init__()
+        self.config = config
+        self.field = NGPField(config, scene.aabb, scene.unbounded)
+        cascades = config.grid_cascades or (4 if scene.unbounded else 1)
+        self.grid = OccupancyGrid(scene.aabb, config.grid_resolution, cascades)
+        diagonal = float((scene.aabb[1] - scene.aabb[0]).norm())
+        self.step_size = diagonal / config.steps_per_diagonal
+        self.cone_angle = config.cone_angle if config.cone_angle >= 0 else (
+            1.0 / 256.0 if scene.unbounded else 0.0)
+        self.register_buffer("n_rays", torch.tensor(float(config.initial_rays)))
+
+    # --- optimisation -------------------------------------------------------------------------
+    def param_groups(self) -> list[dict[str, Any]]:
+        mlps = [p for name, p in self.field.named_parameters() if not name.startswith("encoding")]
+        return [
+            {"name": "hash_grid", "params": list(self.field.encoding.parameters()),
+             "lr": self.config.lr, "eps": 1e-15, "weight_decay": 0.0},
+            {"name": "mlp", "params": mlps, "lr": self.config.lr, "eps": 1e-15,
+             "weight_decay": self.config.weight_decay},
+        ]
+
+    def lr_factor(self, step: int, progress: float) -> float:
+        """Linear warm-up, then x0.33 at 50%, 75% and 90% of training."""
+        warmup = min(1.0, (step + 1) / max(self.config.lr_warmup_steps, 1))
+        return warmup * 0.33 ** sum(progress >= m for m in (0.5, 0.75, 0.9))
+
+    def before_step(self, step: int, progress: float) -> None:
+        if step % self.config.grid_update_every != 0:
+            return
+        self.field.eval()
+        self.grid.update(self.field.density, self.step_size, self.config.grid_threshold,
+                         self.config.grid_ema, full=step < self.config.grid_warmup_steps)
+        self.field.train()
+
+    def after_backward(self, step: int, optimizer: torch.optim.Optimizer) -> None:
+        return None
+
+    def rays_per_batch(self) -> int:
+        return int(self.n_rays.item())
+
+    # --- rendering ----------------------------------------------------------------------------
+    def render_rays(self, origins: Tensor, directions: Tensor, background: Tensor) -> dict[str, Tensor]:
+        """Render rays: (R, 3) origins, unit directions, backgrounds -> rgb (R, 3), depth, alpha (R,).
+
+        Also returns ``samples``: the number of field queries with gradient.
+        """
+        def sample_density(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
+            mids = (t_starts + t_ends).unsqueeze(-1) * 0.5
+            return self.field.density(origins[ray_indices] + directions[ray_indices] * mids)
+
+        use_cull = self.config.early_stop_eps > 0
+        ray_indices, t_starts, t_ends = self.grid.sample(
+            origins, directions, self.config.near, self.step_size, self.cone_angle,
+            self.config.max_samples_per_ray, sample_density if use_cull else None,
+            self.config.early_stop_eps)
+        mids = ((t_starts + t_ends) * 0.5).unsqueeze(-1)
+        sigmas, rgbs = self.field(origins[ray_indices] + directions[ray_indices] * mids,
+                                  directions[ray_indices])
+        out = composite(sigmas, rgbs, t_starts, t_ends, ray_indices, origins.shape[0])
+        rgb = out.rgb + background * (1.0 - out.alpha).unsqueeze(-1)
+        return {"rgb": rgb, "depth": out.depth, "alpha": out.alpha,
+                "samples": torch.tensor(ray_indices.numel())}
+
+    def train_step(self, batch: RayBatch, step: int, progress: float) -> dict[str, Any]:
+        out = self.render_rays(batch.origins, batch.directions, batch.background)
+        mse = torch.mean((out["rgb"] - batch.rgb) ** 2)
+        samples = int(out["samples"])
+        self._adapt_batch(samples)
+        return {"loss": mse, "mse": float(mse.detach()), "rays": len(batch), "samples": samples}
+
+    def _adapt_batch(self, samples: int) -> None:
+        """Steer the ray count so that a batch holds about ``target_samples`` samples."""
+        rays = float(self.n_rays)
+        per_ray = max(samples, 1) / rays
+        wanted = self.config.target_samples / per_ray
+        rays = math.exp(0.7 * math.log(rays) + 0.3 * math.log(max(wanted, 1.0)))
+        self.n_rays.fill_(min(max(rays, 256.0), float(self.config.max_rays)))
+
+    @torch.no_grad()
+    def render(self, camera: Cameras, background: Tensor) -> dict[str, Tensor]:
+        """Render camera 0 of ``camera`` at its size; background (3,) in [0, 1]."""
+        width, height = (int(v) for v in camera.sizes[0])
+        pixels = image_pixels(width, height)
+        ids = torch.zeros(pixels.shape[0], dtype=torch.int64)
+        origins, directions = generate_rays(camera, ids, pixels)
+        device = self.field.aabb.device
+        parts: dict[str, list[Tensor]] = {"rgb": [], "depth": [], "alpha": []}
+        for start in range(0, origins.shape[0], self.config.render_chunk):
+            o = origins[start:start + self.config.render_chunk].to(device)
+            d = directions[start:start + self.config.render_chunk].to(device)
+            out = self.render_rays(o, d, background.to(device).expand(o.shape[0], 3))
+            for key in parts:
+                parts[key].append(out[key].cpu())
+        return {"rgb": torch.cat(parts["rgb"]).view(height, width, 3),
+                "depth": torch.cat(parts["depth"]).view(height, width),
+                "alpha": torch.cat(parts["alpha"]).view(height, width)}
+
+    def density(self, xyz: Tensor) -> Tensor:
+        return self.field.density(xyz)

@@ -1,0 +1,1 @@
+"""Sampling and compositing shared by the ray-based methods."""

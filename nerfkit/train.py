@@ -1,0 +1,196 @@
+"""One Trainer for all methods: steps, schedules, checkpoints, evaluation, progress.
+
+A run folder ``<output>/<scene>/<method>/<timestamp>/`` holds ``config.yaml``, ``transform.json``,
+``checkpoints/step-NNNNNNN.pt`` (atomic), ``metrics.json`` and ``renders/``. Training stops at
+``max_steps`` or after ``max_time`` seconds of training (evaluation time excluded); a killed run
+resumes from its newest intact checkpoint with the same step, time, optimizer and random state.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from nerfkit.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from nerfkit.config import RunConfig
+from nerfkit.data.sampler import PixelSampler
+from nerfkit.data.scene import Scene
+from nerfkit.evaluate import evaluate_split
+from nerfkit.methods import build_method
+from nerfkit.methods.base import Method, SceneInfo
+from nerfkit.metrics import psnr_from_mse
+from nerfkit.runs import write_json_atomic
+
+
+@dataclass
+class TrainStats:
+    """Live statistics (also what the viewer shows)."""
+
+    step: int = 0
+    loss: float = float("nan")
+    psnr: float = float("nan")
+    rays_per_second: float = 0.0
+    train_seconds: float = 0.0
+    rays_seen: int = 0
+    eval_psnr: float = float("nan")
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def scene_info(scene: Scene) -> SceneInfo:
+    return SceneInfo(scene.aabb, scene.unbounded, scene.has_alpha, scene.points3d, scene.points_rgb)
+
+
+class Trainer:
+    """Trains ``method`` on ``scene``, writing into ``run_dir``.
+
+    Args:
+        config: the run's configuration.
+        scene: the loaded scene.
+        run_dir: an existing run folder (``config.yaml`` and ``transform.json`` already written).
+        log: called with one line of text for events (checkpoints, evals).
+    """
+
+    def __init__(self, config: RunConfig, scene: Scene, run_dir: Path,
+                 log: Callable[[str], None] = print) -> None:
+        self.config, self.scene, self.run_dir, self.log = config, scene, run_dir, log
+        torch.manual_seed(config.train.seed)
+        self.method: Method = build_method(config.train.method, config.method, scene_info(scene))
+        groups = self.method.param_groups()
+        self.base_lrs = [group["lr"] for group in groups]
+        self.optimizer = torch.optim.Adam([{k: v for k, v in g.items() if k != "name"} for g in groups],
+                                          betas=(0.9, 0.99))
+        background = getattr(config.method, "train_background", "random") if scene.has_alpha else "black"
+        self.sampler = PixelSampler(scene, scene.split("train"), background, seed=config.train.seed)
+        self.stats = TrainStats()
+
+    # --- state --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.stats.step, "train_seconds": self.stats.train_seconds,
+                "rays_seen": self.stats.rays_seen, "method": self.method.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                "sampler_rng": self.sampler.generator.get_state(), "method_name": self.method.name}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.method.load_state_dict(state["method"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        self.sampler.generator.set_state(state["sampler_rng"])
+        self.stats.step = int(state["step"])
+        self.stats.train_seconds = float(state["train_seconds"])
+        self.stats.rays_seen = int(state.get("rays_seen", 0))
+
+    def resume(self) -> bool:
+        """Load the newest intact checkpoint of the run folder; False when there is none."""
+        path = latest_checkpoint(self.run_dir)
+        if path is None:
+            return False
+        self.load_state_dict(load_checkpoint(path))
+        self.log(f"resumed from {path} (step {self.stats.step}, {self.stats.train_seconds:.0f} s trained)")
+        return True
+
+    def save(self) -> Path:
+        return save_checkpoint(self.run_dir, self.stats.step, self.state_dict())
+
+    # --- loop ---------------------------------------------------------------------------------
+    def progress(self) -> float:
+        """Fraction of the run done, by steps or by time, whichever is further."""
+        train = self.config.train
+        by_steps = self.stats.step / max(train.max_steps, 1)
+        by_time = self.stats.train_seconds / train.max_time if train.max_time > 0 else 0.0
+        return min(1.0, max(by_steps, by_time))
+
+    def done(self) -> bool:
+        return self.progress() >= 1.0
+
+    def step(self) -> dict[str, Any]:
+        """One optimisation step; returns the method's outputs (loss detached)."""
+        step, progress = self.stats.step, self.progress()
+        start = time.perf_counter()
+        self.method.before_step(step, progress)
+        factor = self.method.lr_factor(step, progress)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
+        batch = self.sampler.sample(self.method.rays_per_batch())
+        out = self.method.train_step(batch, step, progress)
+        self.optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        self.method.after_backward(step, self.optimizer)
+        self.optimizer.step()
+        elapsed = time.perf_counter() - start
+        self._record(out, elapsed)
+        return out
+
+    def _record(self, out: dict[str, Any], elapsed: float) -> None:
+        stats = self.stats
+        stats.step += 1
+        stats.train_seconds += elapsed
+        stats.rays_seen += int(out["rays"])
+        stats.loss = float(out["mse"])
+        stats.psnr = psnr_from_mse(stats.loss)
+        rate = out["rays"] / max(elapsed, 1e-9)
+        stats.rays_per_second = rate if stats.step == 1 else 0.9 * stats.rays_per_second + 0.1 * rate
+
+    def train(self, progress_bar: bool = True) -> dict[str, Any]:
+        """Run until done; checkpoint periodically; evaluate at the end. Returns the metrics."""
+        from tqdm import tqdm
+
+        train = self.config.train
+        bar = tqdm(total=train.max_steps, initial=self.stats.step, disable=not progress_bar,
+                   dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} {postfix}")
+        last_save_time, last_save_step = self.stats.train_seconds, self.stats.step
+        try:
+            while not self.done():
+                self.step()
+                bar.update(1)
+                if self.stats.step % 10 == 0 or self.done():
+                    bar.set_postfix_str(self._postfix(), refresh=False)
+                if train.eval_every > 0 and self.stats.step % train.eval_every == 0:
+                    self._quick_eval()
+                if (self.stats.step - last_save_step >= train.checkpoint_every
+                        or self.stats.train_seconds - last_save_time >= train.checkpoint_seconds):
+                    self.save()
+                    last_save_time, last_save_step = self.stats.train_seconds, self.stats.step
+        except KeyboardInterrupt:
+            bar.close()
+            path = self.save()
+            self.log(f"interrupted at step {self.stats.step}; saved {path} (continue with --resume)")
+            raise
+        bar.close()
+        self.save()
+        return self.finish()
+
+    def _postfix(self) -> str:
+        stats = self.stats
+        remaining = 1.0 - self.progress()
+        rate = self.progress() / max(stats.train_seconds, 1e-9)
+        eta = remaining / rate if rate > 0 else float("inf")
+        eta_text = f"{int(eta // 60)}:{int(eta % 60):02d}" if math.isfinite(eta) else "?"
+        return (f"loss {stats.loss:.4f} psnr {stats.psnr:.2f} rays/s {stats.rays_per_second:,.0f} "
+                f"eta {eta_text}")
+
+    def _quick_eval(self) -> None:
+        result = evaluate_split(self.method, self.scene, "val", self.config.train.eval_background, limit=1)
+        self.stats.eval_psnr = result["psnr"]
+        self.stats.history.append({"step": self.stats.step, "train_seconds": self.stats.train_seconds,
+                                   "eval_psnr": result["psnr"]})
+        self.log(f"step {self.stats.step}: eval PSNR {result['psnr']:.2f} dB")
+
+    def finish(self) -> dict[str, Any]:
+        """Full test-split evaluation, renders and ``metrics.json``."""
+        result = evaluate_split(self.method, self.scene, "test", self.config.train.eval_background,
+                                out_dir=self.run_dir / "renders" / "test")
+        metrics = {
+            "scene": self.scene.name, "method": self.method.name, "steps": self.stats.step,
+            "train_seconds": round(self.stats.train_seconds, 2),
+            "rays_per_second": round(self.stats.rays_seen / max(self.stats.train_seconds, 1e-9), 1),
+            "psnr": result["psnr"], "ssim": result["ssim"], "test_images": len(result["images"]),
+            "eval_background": result["background"], "per_image": result["images"],
+            "history": self.stats.history,
+        }
+        write_json_atomic(self.run_dir / "metrics.json", metrics)
+        return metrics
