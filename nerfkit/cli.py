@@ -131,6 +131,9 @@ def _train(args: argparse.Namespace) -> int:
                                    "(or pass the run folder: --resume outputs/<scene>/<method>/<run>)")
             target = Path(config.train.output_dir) / Path(config.train.scene).resolve().name / config.train.method
         trainer = resume_run(target)
+        for flag in ("max_steps", "max_time"):     # a resumed run may be given a new limit
+            if getattr(args, flag) is not None:
+                setattr(trainer.config.train, flag, getattr(args, flag))
     else:
         config = RunConfig.from_dict(_settings(args), "command line")
         _validate(config)

@@ -49,7 +49,7 @@ def start_run(config: RunConfig, log: Callable[[str], None] = print) -> Trainer:
     write_json_atomic(run_dir / TRANSFORM_FILE, {**scene.transform_dict(), "has_alpha": scene.has_alpha,
                                                  "kind": scene.extras.get("kind")})
     log(f"run folder: {run_dir}")
-    return Trainer(config, scene, run_dir, log)
+    return Trainer(config, scene, run_dir, None if log is print else log)
 
 
 def resume_run(path: Path, log: Callable[[str], None] = print) -> Trainer:
@@ -59,7 +59,7 @@ def resume_run(path: Path, log: Callable[[str], None] = print) -> Trainer:
     _set_threads(config)
     scene = load_configured_scene(config)
     _check_same_transform(run_dir, scene)
-    trainer = Trainer(config, scene, run_dir, log)
+    trainer = Trainer(config, scene, run_dir, None if log is print else log)
     if not trainer.resume():
         log(f"{run_dir} has no checkpoint yet: starting it from step 0")
     return trainer

@@ -87,7 +87,8 @@ def resolve_run(path: Path) -> Path:
     """The run folder that ``path`` names.
 
     ``path`` may be a run folder (it holds ``config.yaml``; returned as is, checkpoints or not), or
-    a method folder ``outputs/<scene>/<method>/`` or scene folder ``outputs/<scene>/``, in which
+    a method folder ``outputs/<scene>/<method>/``, a scene folder ``outputs/<scene>/`` or the output
+    root ``outputs/``, in which
     case the newest run below it that has at least one checkpoint is returned. Newest is by the
     run's folder name (its start time, then the ``_N`` suffix), or by the modification time of its
     ``config.yaml`` when the folder was renamed.
@@ -97,7 +98,7 @@ def resolve_run(path: Path) -> Path:
         raise NerfkitError(f"'{path}' does not exist: expected a run folder from nerfkit train")
     if (path / CONFIG_NAME).is_file():
         return path
-    candidates = [config.parent for pattern in (f"*/{CONFIG_NAME}", f"*/*/{CONFIG_NAME}")
+    candidates = [config.parent for pattern in (f"*/{CONFIG_NAME}", f"*/*/{CONFIG_NAME}", f"*/*/*/{CONFIG_NAME}")
                   for config in path.glob(pattern)]
     candidates = [run for run in candidates if list_checkpoints(run)]
     if not candidates:

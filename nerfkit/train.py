@@ -56,8 +56,11 @@ class Trainer:
     """
 
     def __init__(self, config: RunConfig, scene: Scene, run_dir: Path,
-                 log: Callable[[str], None] = print) -> None:
-        self.config, self.scene, self.run_dir, self.log = config, scene, run_dir, log
+                 log: Callable[[str], None] | None = None) -> None:
+        from tqdm import tqdm
+
+        self.config, self.scene, self.run_dir = config, scene, run_dir
+        self.log = log or tqdm.write       # prints above a running progress bar
         torch.manual_seed(config.train.seed)
         self.method: Method = build_method(config.train.method, config.method, scene_info(scene))
         groups = self.method.param_groups()
@@ -140,15 +143,17 @@ class Trainer:
         from tqdm import tqdm
 
         train = self.config.train
-        bar = tqdm(total=train.max_steps, initial=self.stats.step, disable=not progress_bar,
-                   dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} {postfix}")
+        by_time = train.max_time > 0
+        bar = tqdm(total=int(train.max_time) if by_time else train.max_steps, disable=not progress_bar,
+                   unit="s" if by_time else "step", dynamic_ncols=True,
+                   bar_format="{l_bar}{bar}| {postfix}")
         last_save_time, last_save_step = self.stats.train_seconds, self.stats.step
         try:
             while not self.done():
                 self.step()
-                bar.update(1)
                 if self.stats.step % 10 == 0 or self.done():
-                    bar.set_postfix_str(self._postfix(), refresh=False)
+                    bar.n = min(bar.total, int(self.stats.train_seconds) if by_time else self.stats.step)
+                    bar.set_postfix_str(self._postfix())
                 if train.eval_every > 0 and self.stats.step % train.eval_every == 0:
                     self._quick_eval()
                 if (self.stats.step - last_save_step >= train.checkpoint_every
@@ -170,7 +175,7 @@ class Trainer:
         rate = self.progress() / max(stats.train_seconds, 1e-9)
         eta = remaining / rate if rate > 0 else float("inf")
         eta_text = f"{int(eta // 60)}:{int(eta % 60):02d}" if math.isfinite(eta) else "?"
-        return (f"loss {stats.loss:.4f} psnr {stats.psnr:.2f} rays/s {stats.rays_per_second:,.0f} "
+        return (f"step {stats.step} loss {stats.loss:.4f} psnr {stats.psnr:.2f} rays/s {stats.rays_per_second:,.0f} "
                 f"eta {eta_text}")
 
     def _quick_eval(self) -> None:
