@@ -10,6 +10,8 @@ from typing import Any, Sequence
 
 from nerfkit.errors import NerfkitError
 
+DEMO_SECONDS = 120.0   # default training time on the built-in demo scene
+
 TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
     "--method": ("method", str, "ngp (mipnerf and splat come later)"),
     "--max-steps": ("max_steps", int, "stop after this many steps"),
@@ -22,6 +24,7 @@ TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
     "--checkpoint-every": ("checkpoint_every", int, "steps between checkpoints"),
     "--seed": ("seed", int, "random seed"),
     "--threads": ("threads", int, "CPU threads for torch (0 = all cores)"),
+    "--device": ("device", str, "auto (CUDA when available) | cpu | cuda"),
 }
 
 
@@ -82,6 +85,8 @@ def _settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             values["train"][name] = value
     if args.scene is not None:
         values["train"]["scene"] = args.scene
+    elif "max_time" not in values["train"] and "max_steps" not in values["train"]:
+        values["train"]["max_time"] = DEMO_SECONDS          # the demo finishes in a few minutes
     train_fields = set(TrainConfig.__dataclass_fields__)
     method_name = values["train"].get("method", TrainConfig.method)
     method_fields = set(method_config_class(method_name).__dataclass_fields__)
@@ -117,19 +122,16 @@ def _validate(config: Any) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from nerfkit.config import RunConfig
-    from nerfkit.pipeline import resume_run, start_run
+    from nerfkit.pipeline import resume_run, scene_path, start_run
 
     started = time.perf_counter()
     if args.resume is not None:
         if args.resume:
             target = Path(args.resume)
         else:
-            settings = _settings(args)
-            config = RunConfig.from_dict(settings, "command line")
-            if not config.train.scene:
-                raise NerfkitError("--resume without a run folder needs the scene argument "
-                                   "(or pass the run folder: --resume outputs/<scene>/<method>/<run>)")
-            target = Path(config.train.output_dir) / Path(config.train.scene).resolve().name / config.train.method
+            config = RunConfig.from_dict(_settings(args), "command line")
+            scene = scene_path(config)          # the demo scene when none is given
+            target = Path(config.train.output_dir) / scene.resolve().name / config.train.method
         trainer = resume_run(target)
         for flag in ("max_steps", "max_time"):     # a resumed run may be given a new limit
             if getattr(args, flag) is not None:

@@ -37,6 +37,7 @@ class TrainConfig:
     eval_background: str = "white"  # background for RGBA test images: white | black
     seed: int = 0
     threads: int = 0                # torch CPU threads (0 = all cores)
+    device: str = "auto"            # auto (cuda when available) | cpu | cuda
 
 
 @dataclass
@@ -51,6 +52,7 @@ class NGPConfig:
     hidden_dim: int = 64
     geo_feat_dim: int = 15
     sh_degree: int = 4
+    hash_backend: str = "auto"      # auto (tinycudann on CUDA when importable) | nerfkit | tcnn
     color_hidden_layers: int = 2
     lr: float = 1e-2
     lr_warmup_steps: int = 100

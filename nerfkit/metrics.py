@@ -56,7 +56,7 @@ def psnr(pred: Tensor, target: Tensor) -> float:
     Returns:
         ``-10 log10(MSE)`` over all pixels and channels, :data:`MAX_PSNR` for identical images.
 
-    >>> t = torch.full((4, 4, 3), 0.5)
+    >>> t = torch.full((4, 4, 3), 128 / 255)    # on the 8-bit grid (0.5 would round like 0.5 + 1/255)
     >>> round(psnr(t + 1 / 255, t), 2)
     48.13
     """

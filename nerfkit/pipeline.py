@@ -16,7 +16,7 @@ from nerfkit.errors import NerfkitError
 from nerfkit.methods import build_method
 from nerfkit.methods.base import Method
 from nerfkit.runs import new_run_dir, read_yaml, resolve_run, write_json_atomic, write_yaml_atomic
-from nerfkit.train import Trainer, scene_info
+from nerfkit.train import Trainer, resolve_device, scene_info
 
 CONFIG_FILE = "config.yaml"
 TRANSFORM_FILE = "transform.json"
@@ -82,6 +82,7 @@ def open_run(path: Path) -> tuple[RunConfig, Scene, Method, int]:
     method = build_method(config.train.method, config.method, scene_info(scene))
     state = load_checkpoint(checkpoint)
     method.load_state_dict(state["method"])
+    method.to(resolve_device(config.train.device))
     method.eval()
     return config, scene, method, int(state["step"])
 

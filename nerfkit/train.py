@@ -20,6 +20,7 @@ from nerfkit.checkpoints import latest_checkpoint, load_checkpoint, save_checkpo
 from nerfkit.config import RunConfig
 from nerfkit.data.sampler import PixelSampler
 from nerfkit.data.scene import Scene
+from nerfkit.errors import NerfkitError
 from nerfkit.evaluate import evaluate_split
 from nerfkit.methods import build_method
 from nerfkit.methods.base import Method, SceneInfo
@@ -39,6 +40,17 @@ class TrainStats:
     rays_seen: int = 0
     eval_psnr: float = float("nan")
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cpu`` / ``cuda`` as asked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise NerfkitError(f"device must be auto, cpu or cuda, got '{name}'")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise NerfkitError("device 'cuda' was asked for but torch sees no CUDA GPU on this machine")
+    return torch.device(name)
 
 
 def scene_info(scene: Scene) -> SceneInfo:
@@ -62,7 +74,9 @@ class Trainer:
         self.config, self.scene, self.run_dir = config, scene, run_dir
         self.log = log or tqdm.write       # prints above a running progress bar
         torch.manual_seed(config.train.seed)
+        self.device = resolve_device(config.train.device)
         self.method: Method = build_method(config.train.method, config.method, scene_info(scene))
+        self.method.to(self.device)
         groups = self.method.param_groups()
         self.base_lrs = [group["lr"] for group in groups]
         self.optimizer = torch.optim.Adam([{k: v for k, v in g.items() if k != "name"} for g in groups],
@@ -80,7 +94,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.method.load_state_dict(state["method"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(state["optimizer"])   # moves its state to the params' device
         torch.set_rng_state(state["torch_rng"])
         self.sampler.generator.set_state(state["sampler_rng"])
         self.stats.step = int(state["step"])
@@ -118,7 +132,7 @@ class Trainer:
         factor = self.method.lr_factor(step, progress)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
-        batch = self.sampler.sample(self.method.rays_per_batch())
+        batch = self.sampler.sample(self.method.rays_per_batch()).to(self.device)
         out = self.method.train_step(batch, step, progress)
         self.optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from nerfkit.errors import NerfkitError
 from nerfkit.ops import hash_encode, level_layout
 
 
@@ -42,6 +43,52 @@ def sh_encode(directions: Tensor, degree: int) -> Tensor:
                 -1.7701307697799304 * xz * (xx - 3 * yy),
                 0.6258357354491761 * (xx * (xx - 3 * yy) - yy * (3 * xx - yy))]
     return torch.stack(out, -1)
+
+
+def tcnn_available() -> bool:
+    """True when tinycudann imports and a CUDA GPU is present."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import tinycudann  # noqa: F401
+    except Exception:  # noqa: BLE001 - a broken install counts as absent
+        return False
+    return True
+
+
+class TcnnHashGrid(nn.Module):
+    """tiny-cuda-nn's fused hash-grid encoding with the same layout parameters (CUDA only).
+
+    Its parameters live inside tinycudann's module, so checkpoints of the two backends differ.
+    """
+
+    def __init__(self, n_levels: int, features_per_level: int, log2_table_size: int,
+                 base_resolution: int, max_resolution: int) -> None:
+        super().__init__()
+        import tinycudann as tcnn
+
+        growth = (max_resolution / base_resolution) ** (1.0 / max(n_levels - 1, 1))
+        self.encoding = tcnn.Encoding(3, {
+            "otype": "HashGrid", "n_levels": n_levels, "n_features_per_level": features_per_level,
+            "log2_hashmap_size": log2_table_size, "base_resolution": base_resolution,
+            "per_level_scale": growth})
+        self.out_dim = n_levels * features_per_level
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, 3) positions in [0, 1]^3 -> (N, L*F) float32 features."""
+        return self.encoding(x).float()
+
+
+def make_hash_grid(backend: str, n_levels: int, features_per_level: int, log2_table_size: int,
+                   base_resolution: int, max_resolution: int) -> nn.Module:
+    """``auto``: tinycudann when importable on a CUDA machine, else nerfkit's; or ``nerfkit`` / ``tcnn``."""
+    if backend not in ("auto", "nerfkit", "tcnn"):
+        raise NerfkitError(f"hash_backend must be auto, nerfkit or tcnn, got '{backend}'")
+    if backend == "tcnn" and not tcnn_available():
+        raise NerfkitError("hash_backend 'tcnn' needs tinycudann and a CUDA GPU; use auto or nerfkit")
+    use_tcnn = backend == "tcnn" or (backend == "auto" and tcnn_available())
+    kind = TcnnHashGrid if use_tcnn else HashGrid
+    return kind(n_levels, features_per_level, log2_table_size, base_resolution, max_resolution)
 
 
 class HashGrid(nn.Module):

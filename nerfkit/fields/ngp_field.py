@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from nerfkit.config import NGPConfig
-from nerfkit.fields.encodings import HashGrid, sh_encode
+from nerfkit.fields.encodings import make_hash_grid, sh_encode
 from nerfkit.render.contraction import to_unit_cube
 
 
@@ -51,8 +51,9 @@ class NGPField(nn.Module):
         super().__init__()
         self.register_buffer("aabb", aabb.clone().float())
         self.unbounded = unbounded
-        self.encoding = HashGrid(config.n_levels, config.features_per_level, config.log2_table_size,
-                                 config.base_resolution, config.max_resolution)
+        self.encoding = make_hash_grid(config.hash_backend, config.n_levels, config.features_per_level,
+                                       config.log2_table_size, config.base_resolution,
+                                       config.max_resolution)
         self.density_net = mlp(self.encoding.out_dim, config.hidden_dim, 1 + config.geo_feat_dim, 1)
         self.sh_degree = config.sh_degree
         self.color_net = mlp(config.sh_degree ** 2 + config.geo_feat_dim, config.hidden_dim, 3,

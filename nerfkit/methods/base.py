@@ -67,6 +67,10 @@ class RayBatch:
     def __len__(self) -> int:
         return int(self.origins.shape[0])
 
+    def to(self, device: torch.device | str) -> "RayBatch":
+        return RayBatch(self.origins.to(device), self.directions.to(device), self.rgb.to(device),
+                        self.background.to(device), self.camera_ids.to(device))
+
 
 @runtime_checkable
 class Method(Protocol):
