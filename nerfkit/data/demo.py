@@ -10,12 +10,6 @@ and ``gt_mesh.ply`` beside the images.
 It is written in the NeRF-synthetic (Blender) layout: ``{train,val,test}/r_{i}.png`` (RGBA, 8-bit,
 straight alpha) and ``transforms_{split}.json`` with ``camera_angle_x`` and OpenGL camera-to-world
 matrices (camera looks down its -z axis, y up), exactly like the Blender scenes.
-
-Example::
-
-    >>> from nerfkit.data.demo import demo_sdf
-    >>> demo_sdf(torch.tensor([[0.35, 0.30, 0.09]]))    # top of the sphere
-    tensor([0.0000])
 """
 
 from __future__ import annotations
@@ -185,7 +179,7 @@ def _pattern(q: XYZ, prim: Primitive) -> Tensor:
     if prim.texture == "polar checker":
         pick = torch.floor(_length(x, y) * 12.0) + torch.floor(azimuth * 32.0)
     elif prim.texture == "3d checker":
-        pick = torch.floor(x / 0.065) + torch.floor(y / 0.065) + torch.floor(z / 0.065)
+        pick = torch.floor(x / 0.09) + torch.floor(y / 0.09) + torch.floor(z / 0.09)
     elif prim.texture == "spherical checker":
         polar = torch.acos((z / _length(x, y, z).clamp(min=1e-9)).clamp(-1.0, 1.0)) / math.pi
         pick = torch.floor(azimuth * 12.0) + torch.floor(polar * 8.0)
@@ -204,35 +198,30 @@ def demo_albedo(points: Tensor) -> Tensor:
     """
     xyz = _components(points)
     nearest = torch.full_like(xyz[0], math.inf)
-    albedo = torch.zeros(xyz[0].shape[0], 3)
+    albedo = xyz[0].new_zeros(xyz[0].shape[0], 3)
     for prim in PRIMITIVES:
         q = _local(xyz, prim)
         d = _primitive_sdf(q, prim)
-        a, b = torch.tensor(prim.colors[0]), torch.tensor(prim.colors[1])
-        colour = torch.where(_pattern(q, prim)[:, None], a, b)
+        colour = torch.where(_pattern(q, prim)[:, None], *(xyz[0].new_tensor(c) for c in prim.colors))
         albedo = torch.where((d < nearest)[:, None], colour, albedo)
         nearest = torch.minimum(nearest, d)
     grain = 0.72 + 0.18 * _value_noise(xyz, 12.0) + 0.12 * _value_noise(xyz, 40.0)
-    return (albedo * grain[:, None]).clamp(0.0, 1.0).to(points.device)
+    return (albedo * grain[:, None]).clamp(0.0, 1.0)
 
 
 def demo_normals(points: Tensor, eps: float = 1e-3) -> Tensor:
     """Unit outward normals (P, 3) at world points (P, 3): central differences of :func:`demo_sdf`."""
     xyz = _components(points)
-    grad = []
-    for axis in range(3):
-        plus = tuple(c + eps if i == axis else c for i, c in enumerate(xyz))
-        minus = tuple(c - eps if i == axis else c for i, c in enumerate(xyz))
-        grad.append(_sdf(plus) - _sdf(minus))
-    grad = torch.stack(grad, -1)
+    shifted = [[tuple(c + sign * eps if i == axis else c for i, c in enumerate(xyz)) for sign in (1, -1)]
+               for axis in range(3)]
+    grad = torch.stack([_sdf(plus) - _sdf(minus) for plus, minus in shifted], -1)
     return grad / grad.norm(dim=-1, keepdim=True).clamp(min=1e-12)
 
 
 def _box_interval(origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
     """Slab test against TRACE_BOX: (R, 3) origins, unit dirs -> entry (>= 0) and exit (R,)."""
     inv = 1.0 / torch.where(dirs.abs() < 1e-12, torch.full_like(dirs, 1e-12), dirs)
-    t_a = (torch.tensor(TRACE_BOX[0]) - origins) * inv
-    t_b = (torch.tensor(TRACE_BOX[1]) - origins) * inv
+    t_a, t_b = ((origins.new_tensor(corner) - origins) * inv for corner in TRACE_BOX)
     return torch.minimum(t_a, t_b).amax(-1).clamp(min=0.0), torch.maximum(t_a, t_b).amin(-1)
 
 
@@ -265,7 +254,7 @@ def trace_demo(origins: Tensor, dirs: Tensor, iterations: int = TRACE_ITERATIONS
 
 def shade_demo(points: Tensor) -> Tensor:
     """Lambert-shaded colour (P, 3) in [0, 1] of surface points (P, 3), fixed world light + ambient."""
-    light = torch.tensor(LIGHT_DIR)
+    light = points.new_tensor(LIGHT_DIR)
     lambert = (demo_normals(points) @ (light / light.norm())).clamp(min=0.0)
     return (demo_albedo(points) * (AMBIENT + (1.0 - AMBIENT) * lambert)[:, None]).clamp(0.0, 1.0)
 
@@ -310,44 +299,43 @@ def render_demo_view(c2w_opencv: Tensor, fx: float, fy: float, cx: float, cy: fl
     return {"rgb": rgb, "alpha": count[..., 0] / (s * s), "depth": depth[..., 0]}
 
 
-def look_at_opengl(position: Tensor) -> Tensor:
-    """(4, 4) float64 OpenGL/Blender camera-to-world at ``position`` (3,) looking at the origin, Z up."""
-    position = position.double()
-    back = position / position.norm()                        # OpenGL camera +z points away from view
-    right = torch.linalg.cross(-back, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
-    right = right / right.norm()
-    up = torch.linalg.cross(back, right)
-    c2w = torch.eye(4, dtype=torch.float64)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, up, back, position
+def look_at_opengl(positions: Tensor) -> Tensor:
+    """(..., 3) camera positions -> (..., 4, 4) float64 OpenGL/Blender camera-to-world looking at
+    the origin, world Z up: x right, y up, z pointing away from the origin."""
+    positions = positions.double()
+    back = positions / positions.norm(dim=-1, keepdim=True)
+    right = torch.linalg.cross(positions.new_tensor([0.0, 0.0, 1.0]).expand_as(back), back)
+    right = right / right.norm(dim=-1, keepdim=True)
+    c2w = torch.eye(4, dtype=torch.float64).expand(*positions.shape[:-1], 4, 4).clone()
+    c2w[..., :3, :] = torch.stack([right, torch.linalg.cross(back, right), back, positions], -1)
     return c2w
 
 
 def _on_sphere(azimuth: Tensor, elevation: Tensor) -> Tensor:
-    """Angles in radians (N,) -> (N, 3) points at CAMERA_RADIUS, Z up."""
+    """Angles in radians (N,) -> (N, 3) float64 points at CAMERA_RADIUS, Z up."""
     return CAMERA_RADIUS * torch.stack([elevation.cos() * azimuth.cos(), elevation.cos() * azimuth.sin(),
                                         elevation.sin()], -1)
 
 
 def demo_camera_poses(n_train: int, n_test: int, n_val: int, seed: int) -> dict[str, Tensor]:
-    """OpenGL camera-to-world poses (N, 4, 4) float64 per split, all looking at the origin.
+    """OpenGL camera-to-world poses (N, 4, 4) float64 per split, at CAMERA_RADIUS looking at the origin.
 
     train: an equal-area Fibonacci spiral over elevations 10..70 degrees (seeded azimuth offset);
     test: an orbit at 30 degrees elevation; val: seeded uniform random azimuth and elevation.
     """
     gen = torch.Generator().manual_seed(seed)
-    offset, az_val, el_val = torch.rand(1, generator=gen, dtype=torch.float64), \
-        torch.rand(n_val, generator=gen, dtype=torch.float64), torch.rand(n_val, generator=gen, dtype=torch.float64)
+    offset, u_az, u_el = (torch.rand(n, generator=gen, dtype=torch.float64) for n in (1, n_val, n_val))
     lo, hi = (math.sin(math.radians(e)) for e in TRAIN_ELEVATION_DEG)
     k = torch.arange(n_train, dtype=torch.float64)
     golden = math.pi * (3.0 - math.sqrt(5.0))
-    train = _on_sphere(2 * math.pi * offset + k * golden, torch.asin(lo + (hi - lo) * (k + 0.5) / max(n_train, 1)))
+    train = _on_sphere(2 * math.pi * offset + k * golden,
+                       torch.asin(lo + (hi - lo) * (k + 0.5) / max(n_train, 1)))
     k = torch.arange(n_test, dtype=torch.float64)
     test = _on_sphere(2 * math.pi * (k + 0.5) / max(n_test, 1),
                       torch.full_like(k, math.radians(TEST_ELEVATION_DEG)))
     el_lo, el_hi = (math.radians(e) for e in VAL_ELEVATION_DEG)
-    val = _on_sphere(2 * math.pi * az_val, el_lo + (el_hi - el_lo) * el_val)
-    return {name: torch.stack([look_at_opengl(p) for p in pos]) if len(pos) else torch.zeros(0, 4, 4,
-            dtype=torch.float64) for name, pos in (("train", train), ("val", val), ("test", test))}
+    val = _on_sphere(2 * math.pi * u_az, el_lo + (el_hi - el_lo) * u_el)
+    return {"train": look_at_opengl(train), "val": look_at_opengl(val), "test": look_at_opengl(test)}
 
 
 def _write_mesh(path: Path, resolution: int) -> None:
@@ -409,7 +397,7 @@ def write_demo_scene(out_dir: Path, size: int = 100, n_train: int = 60, n_test: 
                                     supersample=SUPERSAMPLE)
             rgba = torch.cat([view["rgb"], view["alpha"][..., None]], -1)
             iio.imwrite(out_dir / split / f"r_{i}.png", (rgba * 255.0).round().to(torch.uint8).numpy())
-            frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": c2w.tolist()})
+            frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": (c2w + 0.0).tolist()})
         text = json.dumps({"camera_angle_x": CAMERA_ANGLE_X, "frames": frames}, indent=2)
         (out_dir / f"transforms_{split}.json").write_text(text + "\n")
     _write_mesh(out_dir / "gt_mesh.ply", mesh_resolution)
@@ -461,12 +449,14 @@ def ensure_demo_scene(size: int = 100, n_train: int = 60, n_test: int = 10, n_va
     if _is_complete(out_dir, params):
         return out_dir
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "scene.json").is_file():
-        raise NerfkitError(f"{out_dir} exists and is not a nerfkit demo scene; remove it or pick another folder.")
+        raise NerfkitError(f"{out_dir} exists and is not a nerfkit demo scene; "
+                           "remove it or pick another folder.")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):          # left by killed writers
         if time.time() - stale.stat().st_mtime > 3600:
             shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp.chmod(0o755)                                   # mkdtemp makes it private
     try:
         write_demo_scene(tmp, size, n_train, n_test, n_val, seed)
         if out_dir.exists():                       # an older or different demo scene: replace it

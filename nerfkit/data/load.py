@@ -14,7 +14,6 @@ import math
 from pathlib import Path
 from typing import Callable
 
-import torch
 
 from nerfkit.data.blender import parse_blender, split_file
 from nerfkit.data.colmap import find_model_dir, parse_colmap

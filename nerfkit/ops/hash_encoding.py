@@ -21,7 +21,6 @@ from torch import Tensor
 from nerfkit.ops._backend import compile_enabled, disable_compile as _disable_compile, load_native, use_native
 
 PRIMES = (1, 2654435761, 805459861)
-_CORNERS = torch.tensor([[(c >> 0) & 1, (c >> 1) & 1, (c >> 2) & 1] for c in range(8)])
 
 
 def level_layout(n_levels: int, log2_table_size: int, base_resolution: int,
