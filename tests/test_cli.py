@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_train_args
+from tiny_run import tiny_train_args
 from nerfkit.cli import main
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from conftest import TINY_NGP, tiny_train_args
+from tiny_run import TINY_NGP, tiny_train_args
 from nerfkit.cli import main
 from nerfkit.config import NGPConfig, RunConfig, TrainConfig, apply_overrides
 from nerfkit.pipeline import resume_run, start_run
