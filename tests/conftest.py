@@ -11,6 +11,17 @@ def _eager_twins(monkeypatch):
     monkeypatch.setenv("NERFKIT_COMPILE", "0")
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: a second OpenMP thread only adds start-up and contention cost."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory):
     """A 32 px demo scene in NeRF-synthetic layout (12 train, 2 val, 3 test images)."""

@@ -17,12 +17,7 @@ from nerfkit.checkpoints import (capture_rng_state, latest_checkpoint, load_chec
 from nerfkit.errors import NerfkitError
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def ckpt_dir(run_dir: Path) -> Path:

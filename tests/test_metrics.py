@@ -30,13 +30,7 @@ SKIMAGE_SSIM = {"channel_axis": 2, "data_range": 1.0, "gaussian_weights": True, 
                 "use_sample_covariance": False}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These images are tiny; a second OpenMP thread only adds start-up and contention cost."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def grid_image(seed: int, shape=(16, 20, 3), high: int = 254) -> torch.Tensor:

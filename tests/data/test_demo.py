@@ -31,13 +31,7 @@ ARGS = {"size": SIZE, "n_train": COUNTS["train"], "n_test": COUNTS["test"], "n_v
         "seed": 0, "mesh_resolution": MESH_RES}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """The demo kernels are tiny; extra OpenMP threads only stall on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
