@@ -58,7 +58,7 @@ class NGPConfig:
     lr_warmup_steps: int = 100
     weight_decay: float = 1e-6      # on the MLPs only
     target_samples: int = 1 << 16   # samples per batch; the ray count adapts to keep it
-    initial_rays: int = 4096
+    initial_rays: int = 1024
     max_rays: int = 1 << 15
     grid_resolution: int = 64       # occupancy grid cells per axis and cascade
     grid_cascades: int = 0          # 0 = auto (1 for objects, 4 for unbounded scenes)
@@ -73,6 +73,7 @@ class NGPConfig:
     early_stop_eps: float = 1e-4    # drop samples behind transmittance < eps (train and render)
     train_background: str = "random"  # random | white | black (RGBA scenes)
     render_chunk: int = 1 << 14     # rays per chunk when rendering images
+    max_points_per_query: int = 1 << 18   # field queries per chunk without gradients (memory bound)
 
 
 METHOD_CONFIGS: dict[str, type] = {"ngp": NGPConfig}

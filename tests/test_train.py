@@ -102,3 +102,17 @@ def test_killed_run_resumes_from_its_newest_checkpoint(tiny_demo, tmp_path):
     assert main(["train", "--resume", str(run), "--max-steps", str(saved_step + 5), "--no-progress"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["steps"] == saved_step + 5
+
+
+def test_rendering_in_small_query_chunks_matches_one_chunk(tiny_demo, tmp_path):
+    """Rendering bounds memory by chunking field queries; the image must not change."""
+    trainer = start_run(_tiny_config(tiny_demo, tmp_path, 30), log=lambda _: None)
+    for _ in range(30):
+        trainer.step()
+    method, camera = trainer.method, trainer.scene.cameras[trainer.scene.split("test")[0]]
+    whole = method.render(camera, torch.ones(3))
+    method.config.max_points_per_query = 97
+    chunked = method.render(camera, torch.ones(3))
+    assert whole["alpha"].max() > 0.5, "the trained field should be opaque somewhere"
+    for key in ("rgb", "depth", "alpha"):
+        assert torch.allclose(whole[key], chunked[key], atol=1e-5), key

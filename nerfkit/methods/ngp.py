@@ -76,7 +76,8 @@ class NGP(nn.Module):
         """
         def sample_density(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
             mids = (t_starts + t_ends).unsqueeze(-1) * 0.5
-            return self.field.density(origins[ray_indices] + directions[ray_indices] * mids)
+            points = origins[ray_indices] + directions[ray_indices] * mids
+            return torch.cat([self.field.density(part) for part in self._query_chunks(points)])
 
         use_cull = self.config.early_stop_eps > 0
         ray_indices, t_starts, t_ends = self.grid.sample(
@@ -84,12 +85,24 @@ class NGP(nn.Module):
             self.config.max_samples_per_ray, sample_density if use_cull else None,
             self.config.early_stop_eps)
         mids = ((t_starts + t_ends) * 0.5).unsqueeze(-1)
-        sigmas, rgbs = self.field(origins[ray_indices] + directions[ray_indices] * mids,
-                                  directions[ray_indices])
+        points = origins[ray_indices] + directions[ray_indices] * mids
+        if torch.is_grad_enabled():          # training: the adaptive batch bounds the sample count
+            sigmas, rgbs = self.field(points, directions[ray_indices])
+        else:                                # rendering: bound the encoder's temporaries
+            parts = [self.field(p, d) for p, d in zip(self._query_chunks(points),
+                                                      self._query_chunks(directions[ray_indices]))]
+            sigmas = torch.cat([p[0] for p in parts])
+            rgbs = torch.cat([p[1] for p in parts])
         out = composite(sigmas, rgbs, t_starts, t_ends, ray_indices, origins.shape[0])
         rgb = out.rgb + background * (1.0 - out.alpha).unsqueeze(-1)
         return {"rgb": rgb, "depth": out.depth, "alpha": out.alpha,
                 "samples": torch.tensor(ray_indices.numel())}
+
+    def _query_chunks(self, values: Tensor) -> tuple[Tensor, ...]:
+        """Split (S, ...) along S into chunks of at most ``max_points_per_query`` (at least one)."""
+        if values.shape[0] == 0:
+            return (values,)
+        return values.split(self.config.max_points_per_query)
 
     def train_step(self, batch: RayBatch, step: int, progress: float) -> dict[str, Any]:
         out = self.render_rays(batch.origins, batch.directions, batch.background)
