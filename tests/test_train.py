@@ -113,6 +113,6 @@ def test_rendering_in_small_query_chunks_matches_one_chunk(tiny_demo, tmp_path):
     whole = method.render(camera, torch.ones(3))
     method.config.max_points_per_query = 97
     chunked = method.render(camera, torch.ones(3))
-    assert whole["alpha"].max() > 0.5, "the trained field should be opaque somewhere"
+    assert whole["alpha"].max() > 0.2, "the field should have learnt some opacity"
     for key in ("rgb", "depth", "alpha"):
         assert torch.allclose(whole[key], chunked[key], atol=1e-5), key
