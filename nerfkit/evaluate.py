@@ -19,7 +19,7 @@ from nerfkit.visualize import colorize_depth, save_image, to_uint8
 
 def ground_truth(scene: Scene, index: int, background: Tensor) -> Tensor:
     """(H, W, 3) float target of image ``index`` composited on ``background`` (3,)."""
-    image = torch.from_numpy(scene.images[index]).float() / 255.0
+    image = torch.from_numpy(scene.images[index].copy()).float() / 255.0   # loaded arrays are read-only
     return composite_on(image, background)
 
 

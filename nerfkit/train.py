@@ -81,7 +81,9 @@ class Trainer:
         self.base_lrs = [group["lr"] for group in groups]
         self.optimizer = torch.optim.Adam([{k: v for k, v in g.items() if k != "name"} for g in groups],
                                           betas=(0.9, 0.99))
-        background = getattr(config.method, "train_background", "random") if scene.has_alpha else "black"
+        # Random backgrounds for every scene (as instant-ngp): RGBA targets are composited on them,
+        # and RGB scenes learn to be opaque, so the eval background cannot show through.
+        background = getattr(config.method, "train_background", "random")
         self.sampler = PixelSampler(scene, scene.split("train"), background, seed=config.train.seed)
         self.stats = TrainStats()
 
