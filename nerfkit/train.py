@@ -16,7 +16,8 @@ from typing import Any, Callable
 
 import torch
 
-from nerfkit.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from nerfkit.checkpoints import (capture_rng_state, latest_checkpoint, load_checkpoint,
+                                 restore_rng_state, save_checkpoint)
 from nerfkit.config import RunConfig
 from nerfkit.data.sampler import PixelSampler
 from nerfkit.data.scene import Scene
@@ -91,13 +92,13 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.stats.step, "train_seconds": self.stats.train_seconds,
                 "rays_seen": self.stats.rays_seen, "method": self.method.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                "optimizer": self.optimizer.state_dict(), "rng": capture_rng_state(),
                 "sampler_rng": self.sampler.generator.get_state(), "method_name": self.method.name}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.method.load_state_dict(state["method"])
         self.optimizer.load_state_dict(state["optimizer"])   # moves its state to the params' device
-        torch.set_rng_state(state["torch_rng"])
+        restore_rng_state(state["rng"])
         self.sampler.generator.set_state(state["sampler_rng"])
         self.stats.step = int(state["step"])
         self.stats.train_seconds = float(state["train_seconds"])
