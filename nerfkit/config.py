@@ -76,7 +76,51 @@ class NGPConfig:
     max_points_per_query: int = 1 << 18   # field queries per chunk without gradients (memory bound)
 
 
-METHOD_CONFIGS: dict[str, type] = {"ngp": NGPConfig}
+@dataclass
+class SplatConfig:
+    """3D Gaussian splatting (Kerbl et al. 2023) hyper-parameters; 3DGS/gsplat defaults.
+
+    Learning rates of the means are multiplied by the scene extent (1.1 x the largest camera
+    distance from the cameras' centroid), as in 3DGS. Step counts are optimizer steps.
+    """
+
+    sh_degree: int = 3              # highest SH degree ...
+    sh_degree_interval: int = 1000  # ... reached by raising it by one every this many steps
+    init_points: int = 100_000      # random Gaussians in the scene box when a scene has no points
+    init_opacity: float = 0.1
+    init_scale: float = 1.0         # initial std-dev = this x mean distance to the 3 nearest points
+    means_lr: float = 1.6e-4        # x scene extent; decays exponentially ...
+    means_lr_final: float = 1.6e-6  # ... to this (x scene extent) over max_steps or max_time
+    scales_lr: float = 5e-3
+    quats_lr: float = 1e-3
+    opacities_lr: float = 5e-2
+    sh0_lr: float = 2.5e-3
+    shN_lr: float = 2.5e-3 / 20
+    ssim_lambda: float = 0.2        # loss = (1 - l) L1 + l (1 - SSIM)
+    rasterize_mode: str = "classic"   # classic | antialiased (Mip-Splatting 2D filter, as gsplat)
+    eps2d: float = 0.3              # screen-space dilation in pixels^2
+    near: float = 0.01
+    train_background: str = "random"  # random | white | black (RGBA scenes)
+    backend: str = "auto"           # auto (gsplat on CUDA when importable) | nerfkit | gsplat
+    # densification
+    strategy: str = "default"       # default (3DGS adaptive density control) | mcmc
+    refine_start: int = 500         # first step that may densify ...
+    refine_stop: int = 15_000       # ... and the step where densification stops
+    refine_every: int = 100
+    grad_threshold: float = 0.0002  # mean screen-space gradient (NDC units) that triggers growth
+    grow_scale3d: float = 0.01      # x extent: smaller Gaussians are cloned, larger ones split
+    prune_opacity: float = 0.005
+    prune_scale3d: float = 0.1      # x extent: larger Gaussians are pruned after the first reset
+    prune_scale2d: float = 0.15     # x image size: larger screen radii are pruned ...
+    refine_scale2d_stop: int = 0    # ... before this step (0 = never)
+    reset_every: int = 3000         # opacity reset period (default strategy)
+    cap_max: int = 1_000_000        # most Gaussians (mcmc strategy)
+    noise_lr: float = 5e5           # position noise scale (mcmc)
+    opacity_reg: float = 0.01       # mcmc regularisers
+    scale_reg: float = 0.01
+
+
+METHOD_CONFIGS: dict[str, type] = {"ngp": NGPConfig, "splat": SplatConfig}
 
 
 def method_config_class(method: str) -> type:
