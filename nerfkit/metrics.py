@@ -80,10 +80,22 @@ def ssim(pred: Tensor, target: Tensor) -> float:
     if height < SSIM_WINDOW or width < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, "
                          f"got {height}x{width}")
+    return float(ssim_loss_map(quantize_8bit(pred), quantize_8bit(target)).mean().item())
+
+
+def ssim_loss_map(pred: Tensor, target: Tensor) -> Tensor:
+    """Differentiable SSIM map (the formula of :func:`ssim`, without quantisation).
+
+    Args:
+        pred, target: (H, W, C) float images, H and W at least 11, any float dtype.
+    Returns:
+        (C, H - 10, W - 10) per-pixel SSIM of the 'valid' region; ``1 - map.mean()`` is the 3DGS
+        D-SSIM loss term.
+    """
     # (C, 1, H, W): each channel filtered on its own.
-    x = quantize_8bit(pred).permute(2, 0, 1).unsqueeze(1)
-    y = quantize_8bit(target).permute(2, 0, 1).unsqueeze(1)
-    window = _gaussian_1d(SSIM_WINDOW, SSIM_SIGMA, x.device)
+    x = pred.permute(2, 0, 1).unsqueeze(1)
+    y = target.permute(2, 0, 1).unsqueeze(1)
+    window = _gaussian_1d(SSIM_WINDOW, SSIM_SIGMA, x.device).to(x.dtype)
 
     def blur(image: Tensor) -> Tensor:
         """Separable Gaussian filter, 'valid' region only: (C,1,H,W) -> (C,1,H-10,W-10)."""
@@ -96,7 +108,7 @@ def ssim(pred: Tensor, target: Tensor) -> float:
     cov_xy = blur(x * y) - mu_x * mu_y
     numerator = (2.0 * mu_x * mu_y + SSIM_C1) * (2.0 * cov_xy + SSIM_C2)
     denominator = (mu_x * mu_x + mu_y * mu_y + SSIM_C1) * (var_x + var_y + SSIM_C2)
-    return float(torch.mean(numerator / denominator).item())
+    return (numerator / denominator).squeeze(1)
 
 
 def _gaussian_1d(size: int, sigma: float, device: torch.device) -> Tensor:

@@ -19,7 +19,7 @@ import torch
 from nerfkit.checkpoints import (capture_rng_state, latest_checkpoint, load_checkpoint,
                                  restore_rng_state, save_checkpoint)
 from nerfkit.config import RunConfig
-from nerfkit.data.sampler import PixelSampler
+from nerfkit.data.sampler import ImageSampler, PixelSampler
 from nerfkit.data.scene import Scene
 from nerfkit.errors import NerfkitError
 from nerfkit.evaluate import evaluate_split
@@ -55,7 +55,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def scene_info(scene: Scene) -> SceneInfo:
-    return SceneInfo(scene.aabb, scene.unbounded, scene.has_alpha, scene.points3d, scene.points_rgb)
+    centers = scene.cameras.c2w[scene.split("train"), :3, 3].float()
+    return SceneInfo(scene.aabb, scene.unbounded, scene.has_alpha, scene.points3d, scene.points_rgb, centers)
 
 
 class Trainer:
@@ -80,12 +81,12 @@ class Trainer:
         self.method.to(self.device)
         groups = self.method.param_groups()
         self.base_lrs = [group["lr"] for group in groups]
-        self.optimizer = torch.optim.Adam([{k: v for k, v in g.items() if k != "name"} for g in groups],
-                                          betas=(0.9, 0.99))
+        self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99))   # groups may set their own
         # Random backgrounds for every scene (as instant-ngp): RGBA targets are composited on them,
         # and RGB scenes learn to be opaque, so the eval background cannot show through.
         background = getattr(config.method, "train_background", "random")
-        self.sampler = PixelSampler(scene, scene.split("train"), background, seed=config.train.seed)
+        sampler = ImageSampler if getattr(self.method, "batch_kind", "rays") == "image" else PixelSampler
+        self.sampler = sampler(scene, scene.split("train"), background, seed=config.train.seed)
         self.stats = TrainStats()
 
     # --- state --------------------------------------------------------------------------------
@@ -134,8 +135,9 @@ class Trainer:
         self.method.before_step(step, progress)
         factor = self.method.lr_factor(step, progress)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = base * factor
-        batch = self.sampler.sample(self.method.rays_per_batch()).to(self.device)
+            group["lr"] = base * (factor.get(group.get("name", ""), 1.0) if isinstance(factor, dict) else factor)
+        rays = self.method.rays_per_batch() if hasattr(self.method, "rays_per_batch") else 0
+        batch = self.sampler.sample(rays).to(self.device)
         out = self.method.train_step(batch, step, progress)
         self.optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()

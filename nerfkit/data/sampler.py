@@ -8,7 +8,7 @@ from torch import Tensor
 
 from nerfkit.cameras import generate_rays
 from nerfkit.data.scene import Scene
-from nerfkit.methods.base import RayBatch
+from nerfkit.methods.base import ImageBatch, RayBatch
 
 
 def background_color(name: str, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -68,3 +68,23 @@ class PixelSampler:
         background = background_color(self.background, n_rays, self.generator)
         rgba = self.pixels[flat].float() / 255.0
         return RayBatch(origins, directions, composite_on(rgba, background), background, camera_ids)
+
+
+class ImageSampler:
+    """Whole training images in random order (with replacement), each on its own background colour."""
+
+    def __init__(self, scene: Scene, image_ids: list[int], background: str, seed: int = 0) -> None:
+        self.scene = scene
+        self.image_ids = list(image_ids)
+        self.background = background
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def sample(self, n_rays: int = 0) -> ImageBatch:
+        """One random image as an :class:`ImageBatch` (``n_rays`` is ignored: a batch is an image)."""
+        index = self.image_ids[int(torch.randint(0, len(self.image_ids), (1,), generator=self.generator))]
+        background = background_color(self.background, 1, self.generator)[0]
+        image = torch.from_numpy(np.array(self.scene.images[index], copy=True)).float() / 255.0
+        return ImageBatch(self.scene.cameras[index], composite_on(image, background), background, index)

@@ -13,7 +13,10 @@ def build_method(name: str, config: Any, scene: SceneInfo) -> Method:
     if name == "ngp":
         from nerfkit.methods.ngp import NGP
         return NGP(config, scene)
-    raise NerfkitError(f"unknown method '{name}': expected ngp")
+    if name == "splat":
+        from nerfkit.methods.splat import Splat
+        return Splat(config, scene)
+    raise NerfkitError(f"unknown method '{name}': expected ngp or splat")
 
 
 __all__ = ["Method", "RayBatch", "SceneInfo", "build_method"]

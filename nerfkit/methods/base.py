@@ -33,6 +33,7 @@ class SceneInfo:
         unbounded: whether to contract space beyond ``aabb``.
         has_alpha: the images are RGBA (train on random backgrounds).
         points3d: (P, 3) sparse points or None; points_rgb: (P, 3) uint8 or None.
+        camera_centers: (C, 3) training camera positions or None.
     """
 
     aabb: Tensor
@@ -40,6 +41,7 @@ class SceneInfo:
     has_alpha: bool
     points3d: Tensor | None = None
     points_rgb: Tensor | None = None
+    camera_centers: Tensor | None = None
 
     @staticmethod
     def from_transform(transform: dict, has_alpha: bool) -> "SceneInfo":
@@ -72,22 +74,48 @@ class RayBatch:
                         self.background.to(device), self.camera_ids.to(device))
 
 
+@dataclass
+class ImageBatch:
+    """A training batch of one whole image (methods that rasterize, like splat).
+
+    Attributes:
+        camera: the image's camera (one entry).
+        rgb: (H, W, 3) target colour in [0, 1], already composited on ``background``.
+        background: (3,) the background colour of this step.
+        image_id: index of the image in the scene.
+    """
+
+    camera: Cameras
+    rgb: Tensor
+    background: Tensor
+    image_id: int
+
+    def __len__(self) -> int:
+        return int(self.rgb.shape[0] * self.rgb.shape[1])
+
+    def to(self, device: torch.device | str) -> "ImageBatch":
+        return ImageBatch(self.camera.to(device), self.rgb.to(device), self.background.to(device),
+                          self.image_id)
+
+
 @runtime_checkable
 class Method(Protocol):
     """What every method (ngp, mipnerf, splat) provides."""
 
     name: str
+    batch_kind: str          # "rays" (RayBatch of random pixels) or "image" (ImageBatch)
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Optimizer parameter groups, each with its own ``lr`` (and ``eps``, ``weight_decay``)."""
 
-    def lr_factor(self, step: int, progress: float) -> float:
-        """Multiplier of every group's base learning rate at this step (progress in [0, 1])."""
+    def lr_factor(self, step: int, progress: float) -> float | dict[str, float]:
+        """Multiplier of the base learning rates at this step (progress in [0, 1]): one for every
+        group, or a mapping from group name to multiplier (groups not named keep 1)."""
 
     def before_step(self, step: int, progress: float) -> None:
         """Work before the forward pass (e.g. occupancy-grid updates)."""
 
-    def train_step(self, batch: RayBatch, step: int, progress: float) -> dict[str, Any]:
+    def train_step(self, batch: RayBatch | ImageBatch, step: int, progress: float) -> dict[str, Any]:
         """Forward pass and loss; returns ``{"loss": Tensor, "mse": float, "rays": int, ...}``."""
 
     def after_backward(self, step: int, optimizer: torch.optim.Optimizer) -> None:

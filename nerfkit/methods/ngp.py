@@ -26,6 +26,7 @@ class NGP(nn.Module):
     """The ``ngp`` method (see :mod:`nerfkit.methods.base` for the protocol)."""
 
     name = "ngp"
+    batch_kind = "rays"
 
     def __init__(self, config: NGPConfig, scene: SceneInfo) -> None:
         super().__init__()
