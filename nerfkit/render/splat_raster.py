@@ -94,33 +94,47 @@ class _Round:
     tiles: Tensor        # (A,) tile index
     ids: Tensor          # (A, c) Gaussian index (clamped where invalid)
     valid: Tensor        # (A, c) a real list entry
-    dx: Tensor           # (A, c, P) centre - pixel
-    dy: Tensor
+    local: Tensor        # (A, c, 2) Gaussian centre relative to the tile's corner, pixels
+    raw: Tensor          # (A, c, P) o exp(-sigma) where the pair contributes unclamped, else 0
     alpha: Tensor        # (A, c, P) alpha of pairs that contribute, else 0
-    vis: Tensor          # (A, c, P) exp(-sigma) where the pair contributes unclamped, else 0
     t_before: Tensor     # (A, c, P) transmittance in front of each pair
     weights: Tensor      # (A, c, P) alpha * t_before
 
 
-def _pixel_grid(tiles: TileLists, width: int, height: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    """Pixel centres (T, P) x and y of every tile, and (T, P) bool: outside the image."""
-    size = tiles.tile_size
-    local = torch.arange(size * size, device=device)
-    tile = torch.arange(tiles.n_tiles, device=device)
-    px = (tile % tiles.tiles_x * size).unsqueeze(1) + (local % size).unsqueeze(0)
-    py = (tile // tiles.tiles_x * size).unsqueeze(1) + (local // size).unsqueeze(0)
-    outside = (px >= width) | (py >= height)
-    return px.float() + 0.5, py.float() + 0.5, outside
+def _pixel_basis(tile_size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """(6, P) monomials ``1, u, v, u^2, v^2, u v`` of the pixel centres of a tile (tile-local)."""
+    local = torch.arange(tile_size * tile_size, device=device)
+    u = (local % tile_size).to(dtype) + 0.5
+    v = (local // tile_size).to(dtype) + 0.5
+    return torch.stack([torch.ones_like(u), u, v, u * u, v * v, u * v])
+
+
+def _exponent_coefficients(local: Tensor, conic: Tensor, opacity: Tensor) -> Tensor:
+    """(..., 6) coefficients of ``sigma - log(o)`` as a polynomial in the tile-local pixel (u, v).
+
+    With ``dx = mx - u``, ``dy = my - v`` (tile-local), ``sigma = 0.5 (a dx^2 + c dy^2) + b dx dy``;
+    expanding it turns every pair's exponent over a tile into one matrix product with
+    :func:`_pixel_basis`, the rasterizer's hot spot.
+    """
+    mx, my = local.unbind(-1)
+    a, b, c = conic.unbind(-1)
+    return torch.stack([0.5 * (a * mx * mx + c * my * my) + b * mx * my - torch.log(opacity),
+                        -(a * mx + b * my), -(c * my + b * mx), 0.5 * a, 0.5 * c, b], -1)
 
 
 def _rounds(means2d: Tensor, conics: Tensor, opacities: Tensor, tiles: TileLists, width: int,
             height: int, chunk: int) -> Iterator[tuple[_Round, Tensor]]:
-    """Front-to-back rounds over all tiles. Yields each round and the carried (T, P) transmittance
-    in front of it; the caller's consumption does not change the rounds (pure of outside state)."""
-    device = means2d.device
-    px, py, outside = _pixel_grid(tiles, width, height, device)
-    transmittance = torch.ones(tiles.n_tiles, px.shape[1], device=device, dtype=means2d.dtype)
-    stopped = outside.clone()
+    """Front-to-back rounds over all tiles. Yields each round and the (T, P) transmittance tensor
+    (final once the rounds end). Pixels that stop get transmittance 0 in ``carried`` so later pairs
+    give nothing; ``final`` keeps their value at the stop."""
+    device, dtype = means2d.device, means2d.dtype
+    size = tiles.tile_size
+    basis = _pixel_basis(size, device, dtype)
+    tile_index = torch.arange(tiles.n_tiles, device=device)
+    corner = torch.stack([tile_index % tiles.tiles_x, tile_index // tiles.tiles_x], -1).to(dtype) * size
+    outside = ((corner[:, :1] + basis[1] > width) | (corner[:, 1:] + basis[2] > height))
+    final = torch.ones(tiles.n_tiles, size * size, device=device, dtype=dtype)
+    carried = torch.where(outside, torch.zeros_like(final), final)
     starts, ends = tiles.offsets[:-1], tiles.offsets[1:]
     active = torch.nonzero(ends > starts).squeeze(1)
     n_pairs = tiles.gaussian_ids.numel()
@@ -129,28 +143,27 @@ def _rounds(means2d: Tensor, conics: Tensor, opacities: Tensor, tiles: TileLists
         entry = starts[active].unsqueeze(1) + position + torch.arange(chunk, device=device)
         valid = entry < ends[active].unsqueeze(1)
         ids = tiles.gaussian_ids[torch.clamp(entry, max=n_pairs - 1)]
-        dx = means2d[ids, 0].unsqueeze(-1) - px[active].unsqueeze(1)
-        dy = means2d[ids, 1].unsqueeze(-1) - py[active].unsqueeze(1)
-        conic = conics[ids]
-        sigma = (0.5 * (conic[..., 0:1] * dx * dx + conic[..., 2:3] * dy * dy)
-                 + conic[..., 1:2] * dx * dy)
-        vis = torch.exp(-sigma)
-        raw = opacities[ids].unsqueeze(-1) * vis
+        local = means2d[ids] - corner[active].unsqueeze(1)
+        coefficients = _exponent_coefficients(local, conics[ids], opacities[ids])
+        coefficients[..., 0] = torch.where(valid, coefficients[..., 0], torch.full_like(coefficients[..., 0], 1e4))
+        raw = torch.exp(-(coefficients @ basis))                          # (A, c, P) o exp(-sigma)
         alpha = torch.clamp(raw, max=ALPHA_MAX)
-        use = ((sigma >= 0) & (alpha >= ALPHA_MIN) & valid.unsqueeze(-1)
-               & ~stopped[active].unsqueeze(1))
-        alpha = torch.where(use, alpha, torch.zeros_like(alpha))
-        carried = transmittance[active]
-        through = torch.cumprod(1.0 - alpha, dim=1)                     # (A, c, P) inclusive
-        stop = carried.unsqueeze(1) * through <= TRANSMITTANCE_EPS       # monotone along c
+        alpha = torch.where(alpha >= ALPHA_MIN, alpha, torch.zeros_like(alpha))
+        front = carried[active].unsqueeze(1)
+        through = front * torch.cumprod(1.0 - alpha, dim=1)               # (A, c, P) inclusive
+        stop = through <= TRANSMITTANCE_EPS                               # monotone along c
         alpha = torch.where(stop, torch.zeros_like(alpha), alpha)
-        t_before = carried.unsqueeze(1) * torch.cat([torch.ones_like(through[:, :1]), through[:, :-1]], 1)
-        vis = torch.where((alpha > 0) & (raw <= ALPHA_MAX), vis, torch.zeros_like(vis))
-        yield _Round(active, ids, valid, dx, dy, alpha, vis, t_before, alpha * t_before), transmittance
-        transmittance[active] = carried * torch.prod(1.0 - alpha, dim=1)
-        stopped[active] |= stop[:, -1]
+        t_before = torch.cat([front, through[:, :-1]], 1)
+        raw = torch.where((alpha > 0) & (raw <= ALPHA_MAX), raw, torch.zeros_like(raw))
+        yield _Round(active, ids, valid, local, raw, alpha, t_before, alpha * t_before), final
+        # Stopped pairs have alpha 0, so this is the transmittance behind the last pair each pixel
+        # used: where it stopped, or behind the chunk.
+        behind = front[:, 0] * torch.prod(1.0 - alpha, dim=1)
+        alive = ~stop[:, -1]
+        final[active] = torch.where(front[:, 0] > 0, behind, final[active])
+        carried[active] = torch.where(alive, behind, torch.zeros_like(behind))
         position += chunk
-        more = (ends[active] - starts[active] > position) & ~stopped[active].all(1)
+        more = (ends[active] - starts[active] > position) & alive.any(1)
         active = active[more]
 
 
@@ -193,6 +206,7 @@ class _Rasterize(torch.autograd.Function):
     def backward(ctx, grad_features: Tensor, grad_alpha: Tensor):
         means2d, conics, opacities, features, accumulated, t_final = ctx.saved_tensors
         tiles, width, height, chunk = ctx.setup
+        basis = _pixel_basis(tiles.tile_size, means2d.device, means2d.dtype)
         g = _from_image(grad_features.contiguous(), tiles)                 # (T, P, F)
         g_alpha_final = _from_image(grad_alpha.contiguous(), tiles) * t_final   # (T, P)
         g_total = (g * accumulated).sum(-1)                               # (T, P) g . F
@@ -200,33 +214,37 @@ class _Rasterize(torch.autograd.Function):
         grads = {name: torch.zeros_like(t) for name, t in
                  (("means2d", means2d), ("conics", conics), ("opacities", opacities), ("features", features))}
         for round_, _ in _rounds(means2d, conics, opacities, tiles, width, height, chunk):
-            a = round_.tiles
-            f = features[round_.ids]                                      # (A, c, F)
-            g_dot_f = torch.einsum("apf,acf->acp", g[a], f)
+            a, ids = round_.tiles, round_.ids
+            g_dot_f = torch.einsum("apf,acf->acp", g[a], features[ids])
             running = partial[a].unsqueeze(1) + torch.cumsum(round_.weights * g_dot_f, 1)
             partial[a] = running[:, -1]
-            one_minus = 1.0 - round_.alpha
             g_alpha = (round_.t_before * g_dot_f
-                       - (g_total[a].unsqueeze(1) - running - g_alpha_final[a].unsqueeze(1)) / one_minus)
-            g_alpha = torch.where(round_.alpha > 0, g_alpha, torch.zeros_like(g_alpha))
-            g_sigma = -opacities[round_.ids].unsqueeze(-1) * round_.vis * g_alpha   # 0 where clamped
-            dx, dy = round_.dx, round_.dy
-            per_pair = torch.stack([
-                (g_sigma * dx * dx).sum(-1) * 0.5, (g_sigma * dx * dy).sum(-1),
-                (g_sigma * dy * dy).sum(-1) * 0.5,
-                (g_sigma * dx).sum(-1), (g_sigma * dy).sum(-1),
-                (round_.vis * g_alpha).sum(-1)], -1)                       # (A, c, 6)
-            conic = conics[round_.ids]
-            g_mean = torch.stack([conic[..., 0] * per_pair[..., 3] + conic[..., 1] * per_pair[..., 4],
-                                  conic[..., 1] * per_pair[..., 3] + conic[..., 2] * per_pair[..., 4]], -1)
+                       - (g_total[a].unsqueeze(1) - running - g_alpha_final[a].unsqueeze(1)) / (1.0 - round_.alpha))
+            # d alpha / d exponent = -raw (0 where the pair is clamped or does not contribute)
+            g_coef = -((round_.raw * g_alpha) @ basis.T)                   # (A, c, 6)
+            g_local, g_conic, g_opacity = _coefficient_chain(g_coef, round_.local, conics[ids], opacities[ids])
             g_feat = torch.einsum("acp,apf->acf", round_.weights, g[a])
             keep = round_.valid.reshape(-1)
-            ids = round_.ids.reshape(-1)[keep]
-            grads["conics"].index_add_(0, ids, per_pair[..., :3].reshape(-1, 3)[keep])
-            grads["means2d"].index_add_(0, ids, g_mean.reshape(-1, 2)[keep])
-            grads["opacities"].index_add_(0, ids, per_pair[..., 5].reshape(-1)[keep])
-            grads["features"].index_add_(0, ids, g_feat.reshape(-1, g_feat.shape[-1])[keep])
+            flat_ids = ids.reshape(-1)[keep]
+            grads["means2d"].index_add_(0, flat_ids, g_local.reshape(-1, 2)[keep])
+            grads["conics"].index_add_(0, flat_ids, g_conic.reshape(-1, 3)[keep])
+            grads["opacities"].index_add_(0, flat_ids, g_opacity.reshape(-1)[keep])
+            grads["features"].index_add_(0, flat_ids, g_feat.reshape(-1, g_feat.shape[-1])[keep])
         return grads["means2d"], grads["conics"], grads["opacities"], grads["features"], None, None, None, None
+
+
+def _coefficient_chain(g_coef: Tensor, local: Tensor, conic: Tensor, opacity: Tensor
+                       ) -> tuple[Tensor, Tensor, Tensor]:
+    """Backward of :func:`_exponent_coefficients`: (..., 6) -> centre (..., 2), conic (..., 3), opacity (...)."""
+    g0, gu, gv, guu, gvv, guv = g_coef.unbind(-1)
+    mx, my = local.unbind(-1)
+    a, b, c = conic.unbind(-1)
+    g_conic = torch.stack([0.5 * g0 * mx * mx - gu * mx + 0.5 * guu,
+                           g0 * mx * my - gu * my - gv * mx + guv,
+                           0.5 * g0 * my * my - gv * my + 0.5 * gvv], -1)
+    g_local = torch.stack([g0 * (a * mx + b * my) - gu * a - gv * b,
+                           g0 * (c * my + b * mx) - gu * b - gv * c], -1)
+    return g_local, g_conic, -g0 / opacity
 
 
 def rasterize(means2d: Tensor, conics: Tensor, opacities: Tensor, features: Tensor, tiles: TileLists,
