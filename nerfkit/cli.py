@@ -13,7 +13,7 @@ from nerfkit.errors import NerfkitError
 DEMO_SECONDS = 120.0   # default training time on the built-in demo scene
 
 TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
-    "--method": ("method", str, "ngp (mipnerf and splat come later)"),
+    "--method": ("method", str, "ngp (hash-grid NeRF) or splat (3D Gaussians)"),
     "--max-steps": ("max_steps", int, "stop after this many steps"),
     "--max-time": ("max_time", float, "stop after this many seconds of training"),
     "--output-dir": ("output_dir", str, "root of the run folders (default: outputs)"),
@@ -56,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--split", default="test", help="test | val | train")
     render.add_argument("--background", default="white", help="white | black (RGBA scenes)")
     render.add_argument("-o", "--output", required=True, help="folder for the images")
+
+    export = commands.add_parser("export", help="write a run's result to a file other tools open")
+    exports = export.add_subparsers(required=True)       # each kind sets its own `exporter`
+    splat = exports.add_parser("splat", help="a splat run's Gaussians as a 3DGS .ply (world coordinates)")
+    splat.add_argument("run", help="run folder (or a parent: its newest run)")
+    splat.add_argument("-o", "--output", default=None, help=".ply file (default: RUN/exports/splat.ply)")
+    splat.set_defaults(exporter=_export_splat)
     return parser
 
 
@@ -66,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return {"train": _train, "eval": _eval, "render": _render}[args.command](args)
+        commands = {"train": _train, "eval": _eval, "render": _render, "export": _export}
+        return commands[args.command](args)
     except NerfkitError as error:
         print(f"nerfkit: error: {error}", file=sys.stderr)
         return 2
@@ -145,8 +153,9 @@ def _train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"nerfkit: interrupted; resume with: nerfkit train --resume {trainer.run_dir}", file=sys.stderr)
         return 130
+    gaussians = f", {metrics['gaussians']:,} Gaussians" if "gaussians" in metrics else ""
     print(f"trained {metrics['steps']} steps in {metrics['train_seconds']:.0f} s "
-          f"({metrics['rays_per_second']:,.0f} rays/s); test PSNR {metrics['psnr']:.2f} dB, "
+          f"({metrics['rays_per_second']:,.0f} rays/s{gaussians}); test PSNR {metrics['psnr']:.2f} dB, "
           f"SSIM {metrics['ssim']:.4f} on {metrics['test_images']} images "
           f"({time.perf_counter() - started:.0f} s in all)")
     print(f"results: {trainer.run_dir} (metrics.json, renders/test/, checkpoints/)")
@@ -184,6 +193,19 @@ def _render(args: argparse.Namespace) -> int:
     result = evaluate_split(method, scene, args.split, args.background, out_dir=output)
     print(f"rendered {len(result['images'])} {args.split} images (rgb, colour-mapped depth, ground "
           f"truth) to {output}; PSNR {result['psnr']:.2f} dB")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    return args.exporter(args)
+
+
+def _export_splat(args: argparse.Namespace) -> int:
+    from nerfkit.export.splat_export import export_splat
+
+    result = export_splat(Path(args.run), Path(args.output) if args.output else None)
+    print(f"wrote {result.count} Gaussians (SH degree {result.sh_degree}, step {result.step}) "
+          f"in world coordinates to {result.path}")
     return 0
 
 

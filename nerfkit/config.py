@@ -82,11 +82,18 @@ class SplatConfig:
 
     Learning rates of the means are multiplied by the scene extent (1.1 x the largest camera
     distance from the cameras' centroid), as in 3DGS. Step counts are optimizer steps.
+
+    The fields marked "0 = schedule" take their value from ``schedule``: ``3dgs`` is the paper's
+    30k-step schedule (a GPU does ~30k steps in minutes); ``short`` fits the ~1-2k steps a CPU does
+    in ten minutes (SH degree up every 100 steps, densify every 50 from step 100 to 2000, no
+    opacity reset, 20k initial Gaussians). ``auto`` picks ``3dgs`` on CUDA and ``short`` elsewhere.
     """
 
+    schedule: str = "auto"          # auto | 3dgs | short
     sh_degree: int = 3              # highest SH degree ...
-    sh_degree_interval: int = 1000  # ... reached by raising it by one every this many steps
-    init_points: int = 100_000      # random Gaussians in the scene box when a scene has no points
+    sh_degree_interval: int = 0     # ... reached by raising it by one every this many steps (0 = schedule)
+    init_points: int = 0            # Gaussians to start with without sparse points (0 = schedule)
+    init_from_masks: bool = True    # ... start them in the visual hull when the images have alpha
     init_opacity: float = 0.1
     init_scale: float = 1.0         # initial std-dev = this x mean distance to the 3 nearest points
     means_lr: float = 1.6e-4        # x scene extent; decays exponentially ...
@@ -104,20 +111,36 @@ class SplatConfig:
     backend: str = "auto"           # auto (gsplat on CUDA when importable) | nerfkit | gsplat
     # densification
     strategy: str = "default"       # default (3DGS adaptive density control) | mcmc
-    refine_start: int = 500         # first step that may densify ...
-    refine_stop: int = 15_000       # ... and the step where densification stops
-    refine_every: int = 100
+    refine_start: int = 0           # first step that may densify ... (0 = schedule)
+    refine_stop: int = 0            # ... and the step where densification stops (0 = schedule)
+    refine_every: int = 0           # (0 = schedule)
     grad_threshold: float = 0.0002  # mean screen-space gradient (NDC units) that triggers growth
     grow_scale3d: float = 0.01      # x extent: smaller Gaussians are cloned, larger ones split
     prune_opacity: float = 0.005
     prune_scale3d: float = 0.1      # x extent: larger Gaussians are pruned after the first reset
     prune_scale2d: float = 0.15     # x image size: larger screen radii are pruned ...
     refine_scale2d_stop: int = 0    # ... before this step (0 = never)
-    reset_every: int = 3000         # opacity reset period (default strategy)
+    reset_every: int = 0            # opacity reset period, default strategy (0 = schedule; -1 = never)
     cap_max: int = 1_000_000        # most Gaussians (mcmc strategy)
     noise_lr: float = 5e5           # position noise scale (mcmc)
     opacity_reg: float = 0.01       # mcmc regularisers
     scale_reg: float = 0.01
+
+    def resolve(self, device_type: str) -> "SplatConfig":
+        """A copy with every "0 = schedule" field filled in for a run on ``device_type``."""
+        name = self.schedule if self.schedule != "auto" else ("3dgs" if device_type == "cuda" else "short")
+        if name not in SPLAT_SCHEDULES:
+            raise NerfkitError(f"splat schedule '{self.schedule}' is not one of auto, {', '.join(SPLAT_SCHEDULES)}")
+        values = {key: value for key, value in SPLAT_SCHEDULES[name].items() if getattr(self, key) == 0}
+        return dataclasses.replace(self, schedule=name, **values)
+
+
+SPLAT_SCHEDULES: dict[str, dict[str, int]] = {
+    "3dgs": {"sh_degree_interval": 1000, "init_points": 100_000, "refine_start": 500, "refine_stop": 15_000,
+             "refine_every": 100, "reset_every": 3000},
+    "short": {"sh_degree_interval": 100, "init_points": 20_000, "refine_start": 100, "refine_stop": 2000,
+              "refine_every": 50, "reset_every": -1},
+}
 
 
 METHOD_CONFIGS: dict[str, type] = {"ngp": NGPConfig, "splat": SplatConfig}

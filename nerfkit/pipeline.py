@@ -44,6 +44,8 @@ def start_run(config: RunConfig, log: Callable[[str], None] = print) -> Trainer:
     config.train.scene = str(scene_path(config, log).resolve())
     _set_threads(config)
     scene = load_configured_scene(config)
+    if hasattr(config.method, "resolve"):       # fill in device-dependent defaults, saved concrete
+        config.method = config.method.resolve(resolve_device(config.train.device).type)
     run_dir = new_run_dir(Path(config.train.output_dir), scene.name, config.train.method)
     write_yaml_atomic(run_dir / CONFIG_FILE, config.to_dict())
     write_json_atomic(run_dir / TRANSFORM_FILE, {**scene.transform_dict(), "has_alpha": scene.has_alpha,

@@ -40,6 +40,7 @@ class TrainStats:
     train_seconds: float = 0.0
     rays_seen: int = 0
     eval_psnr: float = float("nan")
+    extra: dict[str, float] = field(default_factory=dict)   # method-specific numbers (e.g. gaussians)
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -55,8 +56,16 @@ def resolve_device(name: str) -> torch.device:
 
 
 def scene_info(scene: Scene) -> SceneInfo:
-    centers = scene.cameras.c2w[scene.split("train"), :3, 3].float()
-    return SceneInfo(scene.aabb, scene.unbounded, scene.has_alpha, scene.points3d, scene.points_rgb, centers)
+    from nerfkit.data.visual_hull import carve_points
+
+    train_ids = scene.split("train")
+    centers = scene.cameras.c2w[train_ids, :3, 3].float()
+    sampler = None
+    if scene.points3d is None and scene.has_alpha:
+        def sampler(n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+            return carve_points(scene, n, train_ids)
+    return SceneInfo(scene.aabb, scene.unbounded, scene.has_alpha, scene.points3d, scene.points_rgb, centers,
+                     sampler)
 
 
 class Trainer:
@@ -154,6 +163,8 @@ class Trainer:
         stats.rays_seen += int(out["rays"])
         stats.loss = float(out["mse"])
         stats.psnr = psnr_from_mse(stats.loss)
+        stats.extra = {key: value for key, value in out.items()
+                       if key not in ("loss", "mse", "rays", "samples") and isinstance(value, (int, float))}
         rate = out["rays"] / max(elapsed, 1e-9)
         stats.rays_per_second = rate if stats.step == 1 else 0.9 * stats.rays_per_second + 0.1 * rate
 
@@ -194,8 +205,9 @@ class Trainer:
         rate = self.progress() / max(stats.train_seconds, 1e-9)
         eta = remaining / rate if rate > 0 else float("inf")
         eta_text = f"{int(eta // 60)}:{int(eta % 60):02d}" if math.isfinite(eta) else "?"
-        return (f"step {stats.step} loss {stats.loss:.4f} psnr {stats.psnr:.2f} rays/s {stats.rays_per_second:,.0f} "
-                f"eta {eta_text}")
+        extra = "".join(f" {key} {value:,}" for key, value in stats.extra.items())
+        return (f"step {stats.step} loss {stats.loss:.4f} psnr {stats.psnr:.2f} rays/s {stats.rays_per_second:,.0f}"
+                f"{extra} eta {eta_text}")
 
     def _quick_eval(self) -> None:
         result = evaluate_split(self.method, self.scene, "val", self.config.train.eval_background, limit=1)
@@ -213,6 +225,7 @@ class Trainer:
             "train_seconds": round(self.stats.train_seconds, 2),
             "rays_per_second": round(self.stats.rays_seen / max(self.stats.train_seconds, 1e-9), 1),
             "psnr": result["psnr"], "ssim": result["ssim"], "test_images": len(result["images"]),
+            **self.stats.extra,
             "eval_background": result["background"], "per_image": result["images"],
             "history": self.stats.history,
         }

@@ -16,7 +16,7 @@ finished run can be re-created from its folder). Per training step the trainer c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -34,6 +34,8 @@ class SceneInfo:
         has_alpha: the images are RGBA (train on random backgrounds).
         points3d: (P, 3) sparse points or None; points_rgb: (P, 3) uint8 or None.
         camera_centers: (C, 3) training camera positions or None.
+        point_sampler: when the scene has no sparse points but another source of surface points
+            (e.g. the visual hull of alpha masks): ``n -> (points (P, 3), rgb (P, 3) uint8)`` or None.
     """
 
     aabb: Tensor
@@ -42,6 +44,7 @@ class SceneInfo:
     points3d: Tensor | None = None
     points_rgb: Tensor | None = None
     camera_centers: Tensor | None = None
+    point_sampler: Callable[[int], tuple[Tensor, Tensor] | None] | None = None
 
     @staticmethod
     def from_transform(transform: dict, has_alpha: bool) -> "SceneInfo":

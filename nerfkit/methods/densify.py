@@ -14,7 +14,8 @@ Schedules (``refine_start`` = a, ``refine_stop`` = b, ``refine_every`` = r, ``re
 - statistics accumulate on every step ``< b`` (default);
 - refinement runs when ``a < step < b`` and ``step % r == 0`` (both strategies);
 - the opacity reset (default) runs when ``0 < step < b`` and ``step % t == 0``, after refinement of
-  the same step, as 3DGS and gsplat do (no resets once densification has stopped);
+  the same step, as 3DGS and gsplat do (no resets once densification has stopped; none when
+  t <= 0, and then no size pruning either);
 - MCMC position noise runs on every step, also after ``b``.
 """
 
@@ -254,7 +255,7 @@ class DefaultStrategy:
         """Remove transparent (and, after the first reset period, oversized) Gaussians."""
         c = self.config
         prune = torch.sigmoid(params["opacities"].reshape(-1)) < c.prune_opacity
-        if step > c.reset_every:
+        if c.reset_every > 0 and step > c.reset_every:
             big = torch.exp(params["scales"]).max(-1).values > c.prune_scale3d * self.extent
             if step < c.refine_scale2d_stop:
                 big |= self.max_radii > c.prune_scale2d

@@ -52,12 +52,18 @@ def nearest_neighbour_distance(points: np.ndarray, k: int = 3) -> np.ndarray:
 
 
 def initial_gaussians(config: SplatConfig, scene: SceneInfo) -> dict[str, Tensor]:
-    """Gaussians at the scene's sparse points (coloured by them), else uniformly random in the box
-    with random colours; isotropic, std-dev from the 3 nearest neighbours."""
+    """Gaussians at the scene's sparse points (coloured by them), else at points of its visual hull
+    (scenes with alpha masks, ``init_from_masks``), else uniformly random in the box with random
+    colours; isotropic, std-dev from the 3 nearest neighbours."""
+    carved = None
+    if (scene.points3d is None or scene.points3d.shape[0] < 4) and config.init_from_masks and scene.point_sampler:
+        carved = scene.point_sampler(config.init_points)
     if scene.points3d is not None and scene.points3d.shape[0] >= 4:
         means = scene.points3d.float()
         rgb = (scene.points_rgb.float() / 255.0 if scene.points_rgb is not None
                else torch.full_like(means, 0.5))
+    elif carved is not None and carved[0].shape[0] >= 4:
+        means, rgb = carved[0].float(), carved[1].float() / 255.0
     else:
         low, high = scene.aabb[0].float(), scene.aabb[1].float()
         means = low + torch.rand(config.init_points, 3) * (high - low)
@@ -83,6 +89,7 @@ class Splat(nn.Module):
 
     def __init__(self, config: SplatConfig, scene: SceneInfo) -> None:
         super().__init__()
+        config = config.resolve("cuda" if torch.cuda.is_available() else "cpu")   # no-op once resolved
         if not 0 <= config.sh_degree <= 3:
             from nerfkit.errors import NerfkitError
             raise NerfkitError(f"splat sh_degree must be 0..3, got {config.sh_degree}")

@@ -25,6 +25,8 @@ from nerfkit.methods.densify import (
 )
 from nerfkit.render.gaussians import covariance_3d
 
+THREE_DGS = SplatConfig(schedule="3dgs").resolve("cpu")   # the paper's step counts
+
 EXTENT = 2.0
 
 
@@ -60,7 +62,7 @@ def info_for(grad: torch.Tensor, radii: torch.Tensor, width: int = 100, height: 
 
 
 def config(**kwargs) -> SplatConfig:
-    return dataclasses.replace(SplatConfig(), **kwargs)
+    return dataclasses.replace(THREE_DGS, **kwargs)
 
 
 # ----------------------------------------------------------------------------- factory, schedules
@@ -82,11 +84,11 @@ def test_refine_and_reset_schedule_small():
 
 
 def test_default_schedule_matches_3dgs():
-    strategy = DefaultStrategy(SplatConfig(), EXTENT)
+    strategy = DefaultStrategy(THREE_DGS, EXTENT)
     refine = [s for s in range(30_000) if strategy.is_refine_step(s)]
     assert refine[0] == 600 and refine[-1] == 14_900 and len(refine) == 144
     assert [s for s in range(30_000) if strategy.is_reset_step(s)] == [3000, 6000, 9000, 12000]
-    mcmc = MCMCStrategy(SplatConfig(), EXTENT)
+    mcmc = MCMCStrategy(THREE_DGS, EXTENT)
     assert [s for s in range(30_000) if mcmc.is_refine_step(s)] == refine
     assert not any(mcmc.is_reset_step(s) for s in range(30_000))
 
@@ -106,7 +108,7 @@ def test_nothing_changes_after_refine_stop():
 # ----------------------------------------------------------------------------- default strategy
 
 def test_accumulate_uses_ndc_gradients_of_visible_gaussians():
-    strategy = DefaultStrategy(SplatConfig(), EXTENT)
+    strategy = DefaultStrategy(THREE_DGS, EXTENT)
     params = make_params(3)
     grad = torch.tensor([[0.02, 0.0], [0.0, 0.04], [1.0, 1.0]])
     radii = torch.tensor([10.0, 0.0, 30.0])
@@ -290,7 +292,7 @@ def test_default_state_dict_round_trip_matches_uninterrupted_run():
 
 
 def test_default_loss_is_zero():
-    assert DefaultStrategy(SplatConfig(), EXTENT).loss(make_params(3)).item() == 0.0
+    assert DefaultStrategy(THREE_DGS, EXTENT).loss(make_params(3)).item() == 0.0
 
 
 # ----------------------------------------------------------------------------- MCMC
