@@ -93,7 +93,8 @@ class SplatConfig:
     sh_degree: int = 3              # highest SH degree ...
     sh_degree_interval: int = 0     # ... reached by raising it by one every this many steps (0 = schedule)
     init_points: int = 0            # Gaussians to start with without sparse points (0 = schedule)
-    init_from_masks: bool = True    # ... start them in the visual hull when the images have alpha
+    init_from_views: bool = True    # ... start them where the views see (the alpha masks' visual hull
+                                    # for RGBA images), coloured from the images; else random in the box
     init_opacity: float = 0.1
     init_scale: float = 1.0         # initial std-dev = this x mean distance to the 3 nearest points
     means_lr: float = 1.6e-4        # x scene extent; decays exponentially ...

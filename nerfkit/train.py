@@ -56,14 +56,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def scene_info(scene: Scene) -> SceneInfo:
-    from nerfkit.data.visual_hull import carve_points
+    from nerfkit.data.view_points import points_from_views
 
     train_ids = scene.split("train")
     centers = scene.cameras.c2w[train_ids, :3, 3].float()
     sampler = None
-    if scene.points3d is None and scene.has_alpha:
+    if scene.points3d is None:
         def sampler(n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-            return carve_points(scene, n, train_ids)
+            return points_from_views(scene, n, train_ids)
     return SceneInfo(scene.aabb, scene.unbounded, scene.has_alpha, scene.points3d, scene.points_rgb, centers,
                      sampler)
 

@@ -29,3 +29,11 @@ def tiny_demo(tmp_path_factory):
 
     return write_demo_scene(tmp_path_factory.mktemp("demo") / "tiny-demo", size=32, n_train=12,
                             n_test=3, n_val=2, mesh_resolution=48)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.cuda`` tests skip cleanly where torch sees no GPU (every folder)."""
+    import torch
+
+    if item.get_closest_marker("cuda") is not None and not torch.cuda.is_available():
+        pytest.skip("needs an NVIDIA GPU: torch.cuda.is_available() is False")

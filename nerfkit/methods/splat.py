@@ -52,11 +52,12 @@ def nearest_neighbour_distance(points: np.ndarray, k: int = 3) -> np.ndarray:
 
 
 def initial_gaussians(config: SplatConfig, scene: SceneInfo) -> dict[str, Tensor]:
-    """Gaussians at the scene's sparse points (coloured by them), else at points of its visual hull
-    (scenes with alpha masks, ``init_from_masks``), else uniformly random in the box with random
-    colours; isotropic, std-dev from the 3 nearest neighbours."""
+    """Gaussians at the scene's sparse points (coloured by them), else at random points the views see
+    (inside the visual hull for RGBA scenes) coloured from the images (``init_from_views``), else
+    uniformly random in the box with random colours; isotropic, std-dev from the 3 nearest
+    neighbours."""
     carved = None
-    if (scene.points3d is None or scene.points3d.shape[0] < 4) and config.init_from_masks and scene.point_sampler:
+    if (scene.points3d is None or scene.points3d.shape[0] < 4) and config.init_from_views and scene.point_sampler:
         carved = scene.point_sampler(config.init_points)
     if scene.points3d is not None and scene.points3d.shape[0] >= 4:
         means = scene.points3d.float()

@@ -49,7 +49,7 @@ def shifted_demo(tiny_demo, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def splat_run(shifted_demo, tmp_path_factory):
     """A splat run trained for a few steps and checkpointed: (run folder, trainer)."""
-    method = apply_overrides(SplatConfig(), {"init_points": 300, "init_from_masks": False,
+    method = apply_overrides(SplatConfig(), {"init_points": 300, "init_from_views": False,
                                              "sh_degree_interval": 1, "refine_start": 1000}, "test")
     train = TrainConfig(scene=str(shifted_demo), output_dir=str(tmp_path_factory.mktemp("runs")),
                         max_steps=STEPS, method="splat", threads=2)

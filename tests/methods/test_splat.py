@@ -164,3 +164,25 @@ def test_schedule_fills_unset_step_counts_by_device_and_keeps_explicit_ones():
     from nerfkit.errors import NerfkitError
     with pytest.raises(NerfkitError, match="schedule 'weekly'"):
         SplatConfig(schedule="weekly").resolve("cpu")
+
+
+@pytest.mark.parametrize("preset", ["splat-mcmc", "splat-3dgs"])
+def test_presets_load_and_mcmc_antialiased_training_grows_by_five_percent(tiny_demo, tmp_path, preset):
+    from nerfkit.config import load_preset
+
+    values = load_preset(preset)
+    assert values["train"]["method"] == "splat"
+    overrides = {**values["method"], "refine_start": 5, "refine_every": 10, "refine_stop": 100,
+                 "rasterize_mode": "antialiased", "init_points": 400, "sh_degree_interval": 10}
+    method = apply_overrides(SplatConfig(), overrides, "test")
+    train = TrainConfig(scene=str(tiny_demo), output_dir=str(tmp_path), max_steps=21, threads=2, method="splat")
+    trainer = start_run(RunConfig(train, method), log=_quiet)
+    counts = []
+    for _ in range(21):
+        trainer.step()
+        counts.append(trainer.method.n_gaussians)
+    assert math.isfinite(trainer.stats.loss)
+    if preset == "splat-mcmc":                       # steps 10 and 20 add int(0.05 N) each
+        assert counts[9] == 400 and counts[10] == 420 and counts[20] == 441
+    else:
+        assert counts[0] == 400
