@@ -186,3 +186,18 @@ def test_presets_load_and_mcmc_antialiased_training_grows_by_five_percent(tiny_d
         assert counts[9] == 400 and counts[10] == 420 and counts[20] == 441
     else:
         assert counts[0] == 400
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("strategy=annealing", "unknown densification strategy 'annealing'"),
+    ("rasterize_mode=fancy", "rasterize_mode must be classic or antialiased"),
+    ("sh_degree=5", "sh_degree must be 0..3"),
+    ("schedule=weekly", "schedule 'weekly'"),
+])
+def test_bad_splat_settings_are_one_sentence_errors(tiny_demo, tmp_path, capsys, setting, message):
+    args = ["train", str(tiny_demo), "--method", "splat", "--output-dir", str(tmp_path), "--no-progress",
+            "--max-steps", "1", "--set", setting]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nerfkit: error:") and message in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1
