@@ -176,14 +176,14 @@ class Trainer:
         by_time = train.max_time > 0
         bar = tqdm(total=int(train.max_time) if by_time else train.max_steps, disable=not progress_bar,
                    unit="s" if by_time else "step", dynamic_ncols=True,
-                   bar_format="{l_bar}{bar}| {postfix}")
+                   bar_format="{percentage:3.0f}%|{bar}| {desc}")   # desc: our live stats
         last_save_time, last_save_step = self.stats.train_seconds, self.stats.step
         try:
             while not self.done():
                 self.step()
                 if self.stats.step % 10 == 0 or self.done():
                     bar.n = min(bar.total, int(self.stats.train_seconds) if by_time else self.stats.step)
-                    bar.set_postfix_str(self._postfix())
+                    bar.set_description_str(self._postfix())
                 if train.eval_every > 0 and self.stats.step % train.eval_every == 0:
                     self._quick_eval()
                 if (self.stats.step - last_save_step >= train.checkpoint_every
