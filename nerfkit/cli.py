@@ -57,6 +57,22 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--background", default="white", help="white | black (RGBA scenes)")
     render.add_argument("-o", "--output", required=True, help="folder for the images")
 
+    proc = commands.add_parser("process", help="photos (a folder) or a video -> a posed COLMAP scene")
+    proc.add_argument("input", help="folder of images or a video file (never modified)")
+    proc.add_argument("output", help="scene folder to write (images/, sparse/0/, process.json)")
+    proc.add_argument("--matcher", default="auto", help="auto | exhaustive | sequential (auto: exhaustive for "
+                      "photos up to 200, sequential for video)")
+    proc.add_argument("--camera-model", default="SIMPLE_RADIAL",
+                      help="SIMPLE_PINHOLE | PINHOLE | SIMPLE_RADIAL | RADIAL | OPENCV")
+    proc.add_argument("--per-image-camera", action="store_true", help="intrinsics per image (default: shared)")
+    proc.add_argument("--undistort", action="store_true", help="write undistorted PINHOLE images and model")
+    proc.add_argument("--downscale", type=int, action="append", default=[], metavar="F",
+                      help="also write images_F/ downscaled by F (repeatable)")
+    proc.add_argument("--video-frames", type=int, default=150, help="frames kept from a video (default 150)")
+    proc.add_argument("--min-registered", type=float, default=0.5,
+                      help="fail when fewer than this fraction of images register (default 0.5)")
+    proc.add_argument("--overwrite", action="store_true", help="replace an earlier result in OUTPUT")
+
     export = commands.add_parser("export", help="write a run's result to a file other tools open")
     exports = export.add_subparsers(required=True)       # each kind sets its own `exporter`
     splat = exports.add_parser("splat", help="a splat run's Gaussians as a 3DGS .ply (world coordinates)")
@@ -73,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        commands = {"train": _train, "eval": _eval, "render": _render, "export": _export}
+        commands = {"train": _train, "eval": _eval, "render": _render, "export": _export, "process": _process}
         return commands[args.command](args)
     except NerfkitError as error:
         print(f"nerfkit: error: {error}", file=sys.stderr)
@@ -193,6 +209,18 @@ def _render(args: argparse.Namespace) -> int:
     result = evaluate_split(method, scene, args.split, args.background, out_dir=output)
     print(f"rendered {len(result['images'])} {args.split} images (rgb, colour-mapped depth, ground "
           f"truth) to {output}; PSNR {result['psnr']:.2f} dB")
+    return 0
+
+
+def _process(args: argparse.Namespace) -> int:
+    from nerfkit.process import ProcessOptions, process
+
+    options = ProcessOptions(matcher=args.matcher, camera_model=args.camera_model,
+                             single_camera=not args.per_image_camera, undistort=args.undistort,
+                             downscales=tuple(args.downscale), video_frames=args.video_frames,
+                             min_registered=args.min_registered, overwrite=args.overwrite)
+    process(Path(args.input), Path(args.output), options)
+    print(f"scene ready: nerfkit train {args.output}")
     return 0
 
 
