@@ -114,7 +114,7 @@ def process(source: Path, out: Path, options: ProcessOptions,
 
     import pycolmap
 
-    pycolmap.logging.minloglevel = 2               # warnings and errors only; we report per stage
+    pycolmap.logging.minloglevel = 3               # fatal only: we report stages, failures and tips ourselves
     colmap_dir = out / "colmap"
     colmap_dir.mkdir(parents=True, exist_ok=True)
     database = colmap_dir / "database.db"
