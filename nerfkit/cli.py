@@ -79,6 +79,21 @@ def _parser() -> argparse.ArgumentParser:
     splat.add_argument("run", help="run folder (or a parent: its newest run)")
     splat.add_argument("-o", "--output", default=None, help=".ply file (default: RUN/exports/splat.ply)")
     splat.set_defaults(exporter=_export_splat)
+    mesh = exports.add_parser("mesh", help="any run's surface as a coloured .ply/.obj mesh (TSDF of "
+                                           "rendered depth, world coordinates)")
+    mesh.add_argument("run", help="run folder (or a parent: its newest run)")
+    mesh.add_argument("-o", "--output", default=None, help=".ply or .obj file (default: RUN/exports/mesh.ply)")
+    mesh.add_argument("--resolution", type=int, default=256, help="TSDF voxels along the box's longest side")
+    mesh.add_argument("--views", default="train", help="train | all: the cameras fused (default train)")
+    mesh.add_argument("--min-component", type=float, default=0.05,
+                      help="drop pieces with fewer than this fraction of the faces (default 0.05)")
+    mesh.set_defaults(exporter=_export_mesh)
+    cloud = exports.add_parser("pointcloud", help="points on the rendered depth of the training views "
+                                                  "as a coloured .ply (world coordinates)")
+    cloud.add_argument("run", help="run folder (or a parent: its newest run)")
+    cloud.add_argument("-o", "--output", default=None, help=".ply file (default: RUN/exports/pointcloud.ply)")
+    cloud.add_argument("--max-points", type=int, default=1_000_000, help="keep at most this many points")
+    cloud.set_defaults(exporter=_export_pointcloud)
     return parser
 
 
@@ -234,6 +249,27 @@ def _export_splat(args: argparse.Namespace) -> int:
     result = export_splat(Path(args.run), Path(args.output) if args.output else None)
     print(f"wrote {result.count} Gaussians (SH degree {result.sh_degree}, step {result.step}) "
           f"in world coordinates to {result.path}")
+    return 0
+
+
+def _export_mesh(args: argparse.Namespace) -> int:
+    from nerfkit.export.mesh_export import VIEW_SETS, export_mesh
+
+    _check_choice("--views", args.views, VIEW_SETS)
+    result = export_mesh(Path(args.run), Path(args.output) if args.output else None,
+                         resolution=args.resolution, views=args.views, min_component=args.min_component)
+    print(f"wrote {result.path}: {result.vertices} vertices, {result.faces} faces (step {result.step}, "
+          f"{result.views} views) in world coordinates in {result.seconds:.1f} s")
+    return 0
+
+
+def _export_pointcloud(args: argparse.Namespace) -> int:
+    from nerfkit.export.mesh_export import export_pointcloud
+
+    result = export_pointcloud(Path(args.run), Path(args.output) if args.output else None,
+                               max_points=args.max_points)
+    print(f"wrote {result.path}: {result.vertices} points (step {result.step}, {result.views} views) "
+          f"in world coordinates in {result.seconds:.1f} s")
     return 0
 
 
