@@ -75,25 +75,29 @@ def _parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write a run's result to a file other tools open")
     exports = export.add_subparsers(required=True)       # each kind sets its own `exporter`
-    splat = exports.add_parser("splat", help="a splat run's Gaussians as a 3DGS .ply (world coordinates)")
-    splat.add_argument("run", help="run folder (or a parent: its newest run)")
-    splat.add_argument("-o", "--output", default=None, help=".ply file (default: RUN/exports/splat.ply)")
+    splat = _export_kind(exports, "splat", "a splat run's Gaussians as a 3DGS .ply (world coordinates)",
+                         ".ply file", "splat.ply")
     splat.set_defaults(exporter=_export_splat)
-    mesh = exports.add_parser("mesh", help="any run's surface as a coloured .ply/.obj mesh (TSDF of "
-                                           "rendered depth, world coordinates)")
-    mesh.add_argument("run", help="run folder (or a parent: its newest run)")
-    mesh.add_argument("-o", "--output", default=None, help=".ply or .obj file (default: RUN/exports/mesh.ply)")
+    mesh = _export_kind(exports, "mesh", "any run's surface as a coloured .ply/.obj mesh (TSDF of rendered "
+                        "depth, world coordinates)", ".ply or .obj file", "mesh.ply")
     mesh.add_argument("--resolution", type=int, default=256, help="TSDF voxels along the box's longest side")
     mesh.add_argument("--views", default="train", help="train | all: the cameras fused (default train)")
     mesh.add_argument("--min-component", type=float, default=0.05,
                       help="drop pieces with fewer than this fraction of the faces (default 0.05)")
     mesh.set_defaults(exporter=_export_mesh)
-    cloud = exports.add_parser("pointcloud", help="points on the rendered depth of the training views "
-                                                  "as a coloured .ply (world coordinates)")
-    cloud.add_argument("run", help="run folder (or a parent: its newest run)")
-    cloud.add_argument("-o", "--output", default=None, help=".ply file (default: RUN/exports/pointcloud.ply)")
+    cloud = _export_kind(exports, "pointcloud", "points on the rendered depth of the training views as a "
+                         "coloured .ply (world coordinates)", ".ply file", "pointcloud.ply")
     cloud.add_argument("--max-points", type=int, default=1_000_000, help="keep at most this many points")
     cloud.set_defaults(exporter=_export_pointcloud)
+    return parser
+
+
+def _export_kind(exports: Any, kind: str, help_text: str, output_text: str, default_name: str
+                 ) -> argparse.ArgumentParser:
+    """One ``nerfkit export KIND RUN [-o FILE]`` sub-command."""
+    parser = exports.add_parser(kind, help=help_text)
+    parser.add_argument("run", help="run folder (or a parent: its newest run)")
+    parser.add_argument("-o", "--output", default=None, help=f"{output_text} (default: RUN/exports/{default_name})")
     return parser
 
 
