@@ -7,20 +7,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import Tensor
 
-from nerfkit.data.sampler import background_color, composite_on
+from nerfkit.data.sampler import background_color, image_on_background
 from nerfkit.data.scene import Scene
 from nerfkit.methods.base import Method
 from nerfkit.metrics import psnr, ssim
 from nerfkit.visualize import colorize_depth, save_image, to_uint8
-
-
-def ground_truth(scene: Scene, index: int, background: Tensor) -> Tensor:
-    """(H, W, 3) float target of image ``index`` composited on ``background`` (3,)."""
-    image = torch.from_numpy(scene.images[index].copy()).float() / 255.0   # loaded arrays are read-only
-    return composite_on(image, background)
 
 
 def evaluate_split(method: Method, scene: Scene, split: str = "test", background: str = "white",
@@ -45,7 +37,7 @@ def evaluate_split(method: Method, scene: Scene, split: str = "test", background
     for index in indices:
         out = method.render(scene.cameras[index], bg)
         pred = out["rgb"].clamp(0.0, 1.0)
-        target = ground_truth(scene, index, bg)
+        target = image_on_background(scene, index, bg)
         name = Path(scene.image_paths[index]).stem if scene.image_paths else f"{index:05d}"
         per_image.append({"name": name, "index": index, "psnr": psnr(pred, target),
                           "ssim": ssim(pred, target)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Callable
@@ -81,7 +82,10 @@ def open_run(path: Path) -> tuple[RunConfig, Scene, Method, int]:
         raise NerfkitError(f"run '{run_dir}' has no checkpoint yet: train it first (nerfkit train)")
     scene = load_configured_scene(config)
     _check_same_transform(run_dir, scene)
-    method = build_method(config.train.method, config.method, scene_info(scene))
+    # The weights come from the checkpoint: skip the start-up work of a fresh method (e.g. splat's
+    # points from the views, seconds per call) that the checkpoint would overwrite anyway.
+    info = dataclasses.replace(scene_info(scene), point_sampler=None)
+    method = build_method(config.train.method, config.method, info)
     state = load_checkpoint(checkpoint)
     method.load_state_dict(state["method"])
     method.to(resolve_device(config.train.device))

@@ -94,7 +94,7 @@ class Trainer:
         # Random backgrounds for every scene (as instant-ngp): RGBA targets are composited on them,
         # and RGB scenes learn to be opaque, so the eval background cannot show through.
         background = getattr(config.method, "train_background", "random")
-        sampler = ImageSampler if getattr(self.method, "batch_kind", "rays") == "image" else PixelSampler
+        sampler = ImageSampler if self.method.batch_kind == "image" else PixelSampler
         self.sampler = sampler(scene, scene.split("train"), background, seed=config.train.seed)
         self.stats = TrainStats()
 
@@ -145,7 +145,7 @@ class Trainer:
         factor = self.method.lr_factor(step, progress)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * (factor.get(group.get("name", ""), 1.0) if isinstance(factor, dict) else factor)
-        rays = self.method.rays_per_batch() if hasattr(self.method, "rays_per_batch") else 0
+        rays = self.method.rays_per_batch() if self.method.batch_kind == "rays" else 0
         batch = self.sampler.sample(rays).to(self.device)
         out = self.method.train_step(batch, step, progress)
         self.optimizer.zero_grad(set_to_none=True)

@@ -30,6 +30,12 @@ def composite_on(rgba: Tensor, background: Tensor) -> Tensor:
     return rgba[..., :3] * alpha + background * (1.0 - alpha)
 
 
+def image_on_background(scene: Scene, index: int, background: Tensor) -> Tensor:
+    """(H, W, 3) float image ``index`` of ``scene`` in [0, 1], composited on ``background`` (3,)."""
+    image = torch.from_numpy(scene.images[index].copy()).float() / 255.0   # loaded arrays are read-only
+    return composite_on(image, background)
+
+
 class PixelSampler:
     """Uniformly random pixels of a set of images, as rays with target colours.
 
@@ -86,5 +92,5 @@ class ImageSampler:
         """One random image as an :class:`ImageBatch` (``n_rays`` is ignored: a batch is an image)."""
         index = self.image_ids[int(torch.randint(0, len(self.image_ids), (1,), generator=self.generator))]
         background = background_color(self.background, 1, self.generator)[0]
-        image = torch.from_numpy(np.array(self.scene.images[index], copy=True)).float() / 255.0
-        return ImageBatch(self.scene.cameras[index], composite_on(image, background), background, index)
+        return ImageBatch(self.scene.cameras[index], image_on_background(self.scene, index, background),
+                          background, index)

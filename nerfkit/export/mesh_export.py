@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nerfkit.data.normalize import transform_points
 from nerfkit.errors import NerfkitError
 from nerfkit.export.mesh_io import MESH_SUFFIXES, write_mesh
 from nerfkit.export.tsdf import TSDFVolume, remove_small_components
@@ -99,9 +100,9 @@ def export_mesh(run: Path, output: Path | None = None, resolution: int = 256, vi
     vertices, faces, colors = volume.extract_mesh()
     vertices, faces, kept = remove_small_components(vertices, faces, min_fraction=min_component)
     if len(faces) == 0:
-        raise NerfkitError(f"the run rendered no surface dense enough to mesh (no view has an "
-                           f"opaque, consistent depth inside the scene box): train longer or try "
-                           f"--views all or a higher --resolution")
+        raise NerfkitError("the run rendered no surface dense enough to mesh (no view has an "
+                           "opaque, consistent depth inside the scene box): train longer or try "
+                           "--views all or a higher --resolution")
     colors = colors[kept]
     write_mesh(path, _to_world(vertices, scene.world_to_scene), faces, colors)
     return MeshExport(path, len(vertices), len(faces), len(indices), step, time.perf_counter() - start)
@@ -195,6 +196,5 @@ def _render(method, camera) -> _View:
 
 def _to_world(points: np.ndarray, world_to_scene: Tensor) -> np.ndarray:
     """(N, 3) scene coordinates -> (N, 3) float64 original world coordinates."""
-    scene_to_world = invert_similarity(world_to_scene.double().cpu()).numpy()
-    points = np.asarray(points, np.float64)
-    return points @ scene_to_world[:3, :3].T + scene_to_world[:3, 3]
+    scene_to_world = invert_similarity(world_to_scene.double().cpu())
+    return transform_points(scene_to_world, torch.as_tensor(np.asarray(points, np.float64))).numpy()

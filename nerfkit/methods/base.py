@@ -115,6 +115,9 @@ class Method(Protocol):
         """Multiplier of the base learning rates at this step (progress in [0, 1]): one for every
         group, or a mapping from group name to multiplier (groups not named keep 1)."""
 
+    def rays_per_batch(self) -> int:
+        """Rays in the next batch (methods with ``batch_kind == "rays"`` only)."""
+
     def before_step(self, step: int, progress: float) -> None:
         """Work before the forward pass (e.g. occupancy-grid updates)."""
 
