@@ -51,11 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--background", default="white", help="white | black (RGBA scenes)")
     evaluate.add_argument("-o", "--output", default=None, help="JSON file (default: RUN/eval-SPLIT.json)")
 
-    render = commands.add_parser("render", help="render a run's cameras to images (+ depth)")
+    render = commands.add_parser("render", help="render a run's cameras to images (+ depth), or a camera "
+                                 "path to an .mp4 video")
     render.add_argument("run", help="run folder (or a parent: its newest run)")
     render.add_argument("--split", default="test", help="test | val | train")
     render.add_argument("--background", default="white", help="white | black (RGBA scenes)")
-    render.add_argument("-o", "--output", required=True, help="folder for the images")
+    render.add_argument("-o", "--output", required=True, help="folder for the images, or a .mp4 video")
+    from nerfkit.render_video import add_video_arguments
+    add_video_arguments(render)
 
     proc = commands.add_parser("process", help="photos (a folder) or a video -> a posed COLMAP scene")
     proc.add_argument("input", help="folder of images or a video file (never modified)")
@@ -218,8 +221,11 @@ def _eval(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     from nerfkit.evaluate import evaluate_split
     from nerfkit.pipeline import open_run
+    from nerfkit.render_video import render_video_command, wants_video
 
     _check_choice("--background", args.background, ("white", "black"))
+    if wants_video(args):
+        return render_video_command(args)
     _check_choice("--split", args.split, ("test", "val", "train"))
     config, scene, method, step = open_run(Path(args.run))
     output = Path(args.output)
