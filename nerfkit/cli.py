@@ -87,6 +87,18 @@ def _parser() -> argparse.ArgumentParser:
     mesh.add_argument("--views", default="train", help="train | all: the cameras fused (default train)")
     mesh.add_argument("--min-component", type=float, default=0.05,
                       help="drop pieces with fewer than this fraction of the faces (default 0.05)")
+    mesh.add_argument("--max-views", type=int, default=0,
+                      help="fuse at most this many views, evenly spread (default 0: all)")
+    mesh.add_argument("--crop", type=float, nargs=6, default=None,
+                      metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"),
+                      help="box to mesh, in the scene's original world coordinates (default: the scene box)")
+    mesh.add_argument("--faces", type=int, default=0, help="decimate to about this many faces (default 0: keep all)")
+    mesh.add_argument("--texture", action="store_true",
+                      help="write an .obj with a UV atlas (xatlas), a baked texture .png and an .mtl")
+    mesh.add_argument("--texture-size", type=int, default=2048, help="texture width and height (default 2048)")
+    mesh.add_argument("--fill-holes", action=argparse.BooleanOptionalAction, default=None,
+                      help="cap the holes where no view saw the surface, for a closed mesh (default: on "
+                           "for bounded scenes, off for unbounded ones)")
     mesh.set_defaults(exporter=_export_mesh)
     cloud = _export_kind(exports, "pointcloud", "points on the rendered depth of the training views as a "
                          "coloured .ply (world coordinates)", ".ply file", "pointcloud.ply")
@@ -263,13 +275,18 @@ def _export_splat(args: argparse.Namespace) -> int:
 
 
 def _export_mesh(args: argparse.Namespace) -> int:
-    from nerfkit.export.mesh_export import VIEW_SETS, export_mesh
+    from nerfkit.export.mesh_export import MeshOptions, export_mesh
 
-    _check_choice("--views", args.views, VIEW_SETS)
-    result = export_mesh(Path(args.run), Path(args.output) if args.output else None,
-                         resolution=args.resolution, views=args.views, min_component=args.min_component)
-    print(f"wrote {result.path}: {result.vertices} vertices, {result.faces} faces (step {result.step}, "
-          f"{result.views} views) in world coordinates in {result.seconds:.1f} s")
+    options = MeshOptions(resolution=args.resolution, views=args.views, max_views=args.max_views,
+                          min_component=args.min_component, crop=args.crop, faces=args.faces,
+                          texture=args.texture, texture_size=args.texture_size,
+                          fill_holes=args.fill_holes)
+    result = export_mesh(Path(args.run), Path(args.output) if args.output else None, options,
+                         progress=sys.stderr.isatty())
+    stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
+    print(f"wrote {', '.join(str(p) for p in result.paths)}: {result.vertices} vertices, {result.faces} "
+          f"faces (step {result.step}, {result.views} views) in world coordinates in "
+          f"{result.seconds:.1f} s ({stages})")
     return 0
 
 

@@ -5,10 +5,14 @@ DESIGN.md "Contracts"), so they serve every method, NeRF and Gaussian splats ali
 
 - **mesh**: every selected view is rendered, its expected ray distance ``depth / alpha`` (the render
   gives ``sum_i w_i t_i`` with ``alpha = sum_i w_i``, not normalised) is trusted where
-  ``alpha > 0.5`` and fused into a :class:`~nerfkit.export.tsdf.TSDFVolume` over the scene's box
-  (Curless & Levoy 1996); marching cubes extracts the surface, small floating components are
-  dropped, and the vertices are moved back to the ORIGINAL world coordinates (DESIGN.md,
-  "Conventions") by the inverse of ``scene.world_to_scene``.
+  ``alpha > 0.5`` and fused into a :class:`~nerfkit.export.tsdf.TSDFVolume` over the crop box
+  (default: the scene's box) (Curless & Levoy 1996). Fusion only visits the thin band of voxels
+  around the rendered surface points (:meth:`~nerfkit.export.tsdf.TSDFVolume.band_voxels`), which
+  is where any view can change a value. Marching cubes extracts the surface, small floating
+  components are dropped, holes are capped (bounded scenes), the mesh is optionally decimated to a face count (quadric collapse) and,
+  for ``--texture``, unwrapped into a UV atlas with a texture baked from the views
+  (:mod:`~nerfkit.export.texture`). The vertices are moved back to the ORIGINAL world coordinates
+  (DESIGN.md, "Conventions") by the inverse of ``scene.world_to_scene``.
 - **pointcloud**: one point per training pixel with ``alpha > 0.5`` at ``origin + direction * depth /
   alpha``, coloured by the rendered colour, subsampled to at most ``max_points``, in world
   coordinates.
@@ -23,16 +27,20 @@ fused as if undistorted (the point cloud's rays do account for distortion).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from nerfkit.data.normalize import transform_points
 from nerfkit.errors import NerfkitError
+from nerfkit.export.holes import fill_holes
 from nerfkit.export.mesh_io import MESH_SUFFIXES, write_mesh
+from nerfkit.export.simplify import decimate, remove_degenerate_faces
+from nerfkit.export.texture import ViewImage, bake_texture, face_normals, rasterize_atlas, unwrap
 from nerfkit.export.tsdf import TSDFVolume, remove_small_components
 from nerfkit.export.transform import invert_similarity
 
@@ -47,8 +55,62 @@ VIEW_SETS = ("train", "all")
 
 
 @dataclass
+class MeshOptions:
+    """What ``nerfkit export mesh`` builds (the CLI flags of the same names).
+
+    ``crop``: ``(xmin, ymin, zmin, xmax, ymax, zmax)`` in the scene's ORIGINAL world coordinates
+    and units, or None for the scene's box. ``max_views``: fuse at most this many of the selected
+    views, evenly spread over them (0: all). ``faces``: decimate to about this many faces (0: keep
+    every face). ``texture``: an .obj with a UV atlas and a ``texture_size``-square baked .png.
+    ``fill_holes``: cap the holes left where no view saw the surface (:mod:`~nerfkit.export.holes`);
+    None: for bounded scenes (objects), not for unbounded ones (whose open edges are the world's).
+    """
+
+    resolution: int = 256
+    views: str = "train"
+    max_views: int = 0
+    min_component: float = 0.05
+    crop: tuple[float, ...] | None = None
+    faces: int = 0
+    texture: bool = False
+    texture_size: int = 2048
+    fill_holes: bool | None = None
+
+    def fill(self, scene) -> bool:
+        """Whether holes are capped: ``fill_holes``, or (None) for bounded scenes only."""
+        return (not scene.unbounded) if self.fill_holes is None else bool(self.fill_holes)
+
+    def check(self) -> None:
+        """Raise NerfkitError naming the first bad option."""
+        if self.views not in VIEW_SETS:
+            raise NerfkitError(f"--views must be one of {', '.join(VIEW_SETS)}, got '{self.views}'")
+        if self.resolution < 8:
+            raise NerfkitError(f"--resolution must be at least 8, got {self.resolution}")
+        if not 0.0 <= self.min_component < 1.0:
+            raise NerfkitError(f"--min-component must be a fraction in [0, 1), got {self.min_component}")
+        if self.max_views < 0:
+            raise NerfkitError(f"--max-views must be 0 (all) or positive, got {self.max_views}")
+        if self.faces != 0 and self.faces < 4:
+            raise NerfkitError(f"--faces must be 0 (keep all) or at least 4, got {self.faces}")
+        if not 64 <= self.texture_size <= 16384:
+            raise NerfkitError(f"--texture-size must be between 64 and 16384 texels, got {self.texture_size}")
+        if self.crop is not None:
+            crop = np.asarray(self.crop, np.float64)
+            if crop.shape != (6,) or not np.isfinite(crop).all():
+                raise NerfkitError(f"--crop expects 6 finite numbers XMIN YMIN ZMIN XMAX YMAX ZMAX, "
+                                   f"got {list(self.crop)}")
+            if not (crop[:3] < crop[3:]).all():
+                raise NerfkitError(f"--crop box {list(self.crop)} is empty: expected each minimum "
+                                   f"(XMIN YMIN ZMIN) below its maximum (XMAX YMAX ZMAX)")
+
+
+@dataclass
 class MeshExport:
-    """What :func:`export_mesh` or :func:`export_pointcloud` wrote (``faces`` is 0 for a cloud)."""
+    """What :func:`export_mesh` or :func:`export_pointcloud` wrote (``faces`` is 0 for a cloud).
+
+    ``paths``: every file written (the .obj, .mtl and .png of a textured mesh); ``timings``:
+    seconds per stage (render, fuse, mesh, texture, write).
+    """
 
     path: Path
     vertices: int
@@ -56,6 +118,8 @@ class MeshExport:
     views: int
     step: int
     seconds: float
+    paths: list[Path] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -67,45 +131,76 @@ class _View:
     alpha: Tensor   # (H, W)
 
 
-def export_mesh(run: Path, output: Path | None = None, resolution: int = 256, views: str = "train",
-                min_component: float = 0.05) -> MeshExport:
+def export_mesh(run: Path, output: Path | None = None, options: MeshOptions | None = None,
+                progress: bool = False) -> MeshExport:
     """Fuse the rendered depth of a run's views into a coloured mesh in world coordinates.
 
     Args:
         run: a run folder, or a folder above runs (its newest run).
-        output: ``*.ply`` or ``*.obj``; None: ``<run folder>/exports/mesh.ply``.
-        resolution: TSDF voxels along the longest side of the scene's box.
-        views: ``"train"`` (the training cameras) or ``"all"`` (every camera of the scene).
-        min_component: connected components with fewer than this fraction of the faces are dropped.
+        output: ``*.ply`` or ``*.obj``; None: ``<run folder>/exports/mesh.ply`` (``mesh.obj`` with
+            a texture).
+        options: see :class:`MeshOptions` (None: the defaults).
+        progress: show a progress bar while rendering.
     Raises:
         NerfkitError: a bad option or output path, a run without checkpoint, or no surface found.
     """
-    if views not in VIEW_SETS:
-        raise NerfkitError(f"--views must be one of {', '.join(VIEW_SETS)}, got '{views}'")
-    if resolution < 8:
-        raise NerfkitError(f"--resolution must be at least 8, got {resolution}")
-    if not 0.0 <= min_component < 1.0:
-        raise NerfkitError(f"--min-component must be a fraction in [0, 1), got {min_component}")
+    options = options or MeshOptions()
+    options.check()
     start = time.perf_counter()
-    run_dir, path = _resolve_output(run, output, MESH_NAME, MESH_SUFFIXES)
+    timings: dict[str, float] = {}
+    default = MESH_NAME.with_suffix(".obj") if options.texture else MESH_NAME
+    run_dir, path = _resolve_output(run, output, default, MESH_SUFFIXES)
+    if options.texture and path.suffix.lower() != ".obj":
+        raise NerfkitError(f"--texture writes a UV atlas and a .png that only an .obj keeps: expected "
+                           f"an .obj output, got '{path}'")
     scene, method, step = _open(run_dir)
-    indices = scene.split("train") if views == "train" else list(range(len(scene.cameras)))
+    indices = _select_views(scene, options.views, options.max_views)
+    world_box = np.asarray(options.crop, np.float64).reshape(2, 3) if options.crop is not None else None
+    box = scene.aabb.double().cpu().numpy() if world_box is None else _scene_box(world_box, scene)
 
-    volume = TSDFVolume(scene.aabb.double().cpu().numpy(), resolution)
-    for index in indices:
-        view = _render(method, scene.cameras[index])
+    clock = time.perf_counter()
+    views = [_render(method, scene.cameras[index])
+             for index in tqdm(indices, desc="render views", disable=not progress, leave=False)]
+    timings["render"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    volume = TSDFVolume(box, options.resolution)
+    points = torch.cat([_view_points(scene, index, view)[0] for index, view in zip(indices, views)])
+    band = volume.band_voxels(points.float())
+    if world_box is not None:
+        band = band[_inside(_to_world(volume.voxel_centers(band).numpy(), scene.world_to_scene), world_box)]
+    for index, view in zip(indices, views):
         camera = scene.cameras[index]
         volume.integrate(view.depth, view.alpha, view.rgb, camera.c2w[0], camera.intrinsics[0],
-                         min_alpha=MIN_ALPHA)
+                         min_alpha=MIN_ALPHA, voxels=band)
+    timings["fuse"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
     vertices, faces, colors = volume.extract_mesh()
-    vertices, faces, kept = remove_small_components(vertices, faces, min_fraction=min_component)
+    vertices, faces, kept = remove_small_components(vertices, faces, min_fraction=options.min_component)
     if len(faces) == 0:
-        raise NerfkitError("the run rendered no surface dense enough to mesh (no view has an "
-                           "opaque, consistent depth inside the scene box): train longer or try "
+        where = "inside the crop box" if world_box is not None else "inside the scene box"
+        raise NerfkitError(f"the run rendered no surface dense enough to mesh {where} (no view has an "
+                           "opaque, consistent depth there): train longer, check --crop, or try "
                            "--views all or a higher --resolution")
     colors = colors[kept]
-    write_mesh(path, _to_world(vertices, scene.world_to_scene), faces, colors)
-    return MeshExport(path, len(vertices), len(faces), len(indices), step, time.perf_counter() - start)
+    if options.fill(scene):
+        vertices, faces, colors = fill_holes(vertices, faces, colors)
+    if options.faces:
+        vertices, faces, colors = decimate(vertices, faces, colors, options.faces)
+    vertices, faces, colors = remove_degenerate_faces(vertices, faces, colors)
+    timings["mesh"] = time.perf_counter() - clock
+
+    texture = {}
+    if options.texture:
+        clock = time.perf_counter()
+        texture = _bake(vertices, faces, volume, scene, indices, views, options.texture_size)
+        timings["texture"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    paths = write_mesh(path, _to_world(vertices, scene.world_to_scene), faces, colors, **texture)
+    timings["write"] = time.perf_counter() - clock
+    return MeshExport(path, len(vertices), len(faces), len(indices), step, time.perf_counter() - start,
+                      paths, timings)
 
 
 def export_pointcloud(run: Path, output: Path | None = None, max_points: int = 1_000_000,
@@ -119,8 +214,6 @@ def export_pointcloud(run: Path, output: Path | None = None, max_points: int = 1
     Raises:
         NerfkitError: a bad option or output path, a run without checkpoint, or no opaque pixel.
     """
-    from nerfkit.cameras import generate_rays, image_pixels
-
     if max_points < 1:
         raise NerfkitError(f"--max-points must be at least 1, got {max_points}")
     start = time.perf_counter()
@@ -129,27 +222,68 @@ def export_pointcloud(run: Path, output: Path | None = None, max_points: int = 1
     indices = scene.split("train")
     points, colors = [], []
     for index in indices:
-        view = _render(method, scene.cameras[index])
-        height, width = view.depth.shape
-        mask = (view.alpha.reshape(-1) > MIN_ALPHA) & (view.depth.reshape(-1) > 0)
-        if not bool(mask.any()):
-            continue
-        pixels = image_pixels(width, height)[mask]
-        camera_ids = torch.full((len(pixels),), index, dtype=torch.long)
-        origins, directions = generate_rays(scene.cameras, camera_ids, pixels)
-        points.append(origins.double() + directions.double() * view.depth.reshape(-1)[mask, None].double())
-        colors.append(view.rgb.reshape(-1, 3)[mask])
-    if not points:
+        xyz, rgb = _view_points(scene, index, _render(method, scene.cameras[index]))
+        points.append(xyz)
+        colors.append(rgb)
+    xyz, rgb = torch.cat(points), torch.cat(colors)
+    if len(xyz) == 0:
         raise NerfkitError("the run rendered no opaque pixel in its training views, so there are no "
                            "points to write: train longer")
-    xyz, rgb = torch.cat(points), torch.cat(colors)
     if len(xyz) > max_points:
         keep = torch.randperm(len(xyz), generator=torch.Generator().manual_seed(seed))[:max_points]
         keep = keep.sort().values
         xyz, rgb = xyz[keep], rgb[keep]
     rgb8 = (rgb * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
-    write_mesh(path, _to_world(xyz.numpy(), scene.world_to_scene), np.zeros((0, 3), np.int64), rgb8)
-    return MeshExport(path, len(xyz), 0, len(indices), step, time.perf_counter() - start)
+    paths = write_mesh(path, _to_world(xyz.numpy(), scene.world_to_scene), np.zeros((0, 3), np.int64), rgb8)
+    return MeshExport(path, len(xyz), 0, len(indices), step, time.perf_counter() - start, paths)
+
+
+def _select_views(scene, views: str, max_views: int) -> list[int]:
+    """The camera indices to fuse: a split or all, thinned evenly to ``max_views`` (0: all)."""
+    indices = list(scene.split("train")) if views == "train" else list(range(len(scene.cameras)))
+    if max_views and len(indices) > max_views:
+        picks = np.unique(np.linspace(0, len(indices) - 1, max_views).round().astype(np.int64))
+        indices = [indices[i] for i in picks]
+    return indices
+
+
+def _scene_box(world_box: np.ndarray, scene) -> np.ndarray:
+    """(2, 3) world box -> (2, 3) scene-coordinate box around its 8 corners."""
+    corners = np.array([[world_box[i, 0], world_box[j, 1], world_box[k, 2]]
+                        for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+    mapped = transform_points(scene.world_to_scene.double().cpu(), torch.as_tensor(corners)).numpy()
+    return np.stack([mapped.min(axis=0), mapped.max(axis=0)])
+
+
+def _inside(points: np.ndarray, box: np.ndarray) -> torch.Tensor:
+    """(N, 3) points, (2, 3) box -> (N,) bool tensor, True inside (borders included)."""
+    return torch.as_tensor(((points >= box[0]) & (points <= box[1])).all(axis=-1))
+
+
+def _view_points(scene, index: int, view: _View) -> tuple[Tensor, Tensor]:
+    """Scene-coordinate points (P, 3) float64 and their colours (P, 3) of a view's opaque pixels."""
+    from nerfkit.cameras import generate_rays, image_pixels
+
+    height, width = view.depth.shape
+    mask = (view.alpha.reshape(-1) > MIN_ALPHA) & (view.depth.reshape(-1) > 0)
+    pixels = image_pixels(width, height)[mask]
+    camera_ids = torch.full((len(pixels),), index, dtype=torch.long)
+    origins, directions = generate_rays(scene.cameras, camera_ids, pixels)
+    points = origins.double() + directions.double() * view.depth.reshape(-1)[mask, None].double()
+    return points, view.rgb.reshape(-1, 3)[mask]
+
+
+def _bake(vertices: np.ndarray, faces: np.ndarray, volume: TSDFVolume, scene, indices: list[int],
+          views: list[_View], size: int) -> dict[str, np.ndarray]:
+    """UV atlas + baked texture of a scene-coordinate mesh, as ``write_mesh`` keyword arguments."""
+    atlas = unwrap(vertices, faces, size)
+    samples = rasterize_atlas(atlas, vertices, faces, size)
+    images = [ViewImage(view.rgb, view.depth, scene.cameras[index].c2w[0], scene.cameras[index].intrinsics[0])
+              for index, view in zip(indices, views)]
+    fallback = volume.sample_colors(samples.points)
+    texture = bake_texture(samples, face_normals(vertices, faces), images, size,
+                           tolerance=volume.truncation, fallback=fallback)
+    return {"uvs": atlas.uvs, "face_uvs": atlas.face_uvs, "texture": texture}
 
 
 def _resolve_output(run: Path, output: Path | None, default: Path,

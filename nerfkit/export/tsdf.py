@@ -106,7 +106,7 @@ class TSDFVolume:
     @torch.no_grad()
     def integrate(self, depth: ArrayLike, alpha: ArrayLike | None, rgb: ArrayLike,
                   camera_to_world: ArrayLike, intrinsics: ArrayLike, min_alpha: float = 0.5,
-                  chunk: int = DEFAULT_CHUNK) -> None:
+                  chunk: int = DEFAULT_CHUNK, voxels: Tensor | None = None) -> None:
         """Fuse one rendered view (Curless & Levoy 1996, Eq. 1-2, weight 1 per observation).
 
         Every voxel centre is projected into the camera at image point ``(u, v)``. Pixel ``(i, j)``
@@ -134,6 +134,10 @@ class TSDFVolume:
             intrinsics: (4,) ``fx, fy, cx, cy`` in pixels.
             min_alpha: pixels less opaque than this are not trusted.
             chunk: voxels per step.
+            voxels: (K,) int64 flat indices (C order over ``dims``) of the only voxels to update,
+                e.g. :meth:`band_voxels`; None: every voxel. Fusing every view over the band around
+                all observed surfaces gives the same values there as dense fusion, and the voxels
+                outside it stay unobserved (weight 0), which marching cubes skips.
         """
         kw = {"dtype": torch.float32, "device": self.device}
         depth = _as_tensor(depth).to(**kw)
@@ -160,8 +164,11 @@ class TSDFVolume:
 
         tsdf, weight = self.tsdf.view(-1), self.weight.view(-1)
         color_sum, color_weight = self.color_sum.view(-1, 3), self.color_weight.view(-1)
-        for start in range(0, self.num_voxels, chunk):
-            index = torch.arange(start, min(start + chunk, self.num_voxels), device=self.device)
+        total = self.num_voxels if voxels is None else len(voxels)
+        for start in range(0, total, chunk):
+            stop = min(start + chunk, total)
+            index = (torch.arange(start, stop, device=self.device) if voxels is None
+                     else voxels[start:stop].to(self.device))
             local = (self.voxel_centers(index) - centre) @ rotation   # R^T (x - c), row vectors
             z = local[:, 2]
             in_front = z > 1e-6
@@ -197,6 +204,37 @@ class TSDFVolume:
             near = sdf.abs() < self.truncation
             color_sum[index[near]] += rgb[pixel[near]]
             color_weight[index[near]] += 1.0
+
+    @torch.no_grad()
+    def band_voxels(self, points: Tensor, margin: float | None = None) -> Tensor:
+        """Flat indices of the voxels near any of ``points``: where fusion can change anything.
+
+        A view changes only voxels within ``truncation`` of a surface point it observed (along
+        its ray, so also in Euclidean distance), so passing every view's observed points here and
+        the result to :meth:`integrate` restricts fusion to a thin shell around the surfaces. The
+        neighbourhood is a box of half-width ``margin`` (default ``truncation`` plus 2 voxels, for
+        the bilinear depth lookup), built by separable max-pooling of the points' voxels.
+
+        Args:
+            points: (N, 3) scene coordinates; points outside the volume are ignored.
+            margin: half-width of the neighbourhood in scene units.
+        Returns:
+            (K,) int64 sorted flat indices (C order over ``dims``).
+        """
+        margin = self.truncation + 2.0 * self.voxel_size if margin is None else float(margin)
+        radius = max(1, math.ceil(margin / self.voxel_size))
+        dims = torch.tensor(self.dims, device=self.device)
+        origin = self.origin.to(device=self.device, dtype=torch.float32)
+        ijk = ((points.to(self.device, torch.float32) - origin) / self.voxel_size).floor().long()
+        ijk = ijk[((ijk >= 0) & (ijk < dims)).all(dim=-1)]
+        grid = torch.zeros(self.dims, dtype=torch.float32, device=self.device)
+        grid[ijk[:, 0], ijk[:, 1], ijk[:, 2]] = 1.0
+        grid = grid[None, None]
+        size = 2 * radius + 1
+        for kernel in ((size, 1, 1), (1, size, 1), (1, 1, size)):
+            padding = tuple(k // 2 for k in kernel)
+            grid = torch.nn.functional.max_pool3d(grid, kernel, stride=1, padding=padding)
+        return grid.reshape(-1).nonzero().squeeze(-1)
 
     @torch.no_grad()
     def extract_mesh(self, min_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -248,6 +286,12 @@ class TSDFVolume:
         origin = self.origin.numpy()
         vertices = (origin + (verts.astype(np.float64) + 0.5) * self.voxel_size).astype(np.float32)
         return vertices, faces.astype(np.int64), colors
+
+    def sample_colors(self, points: ArrayLike) -> np.ndarray:
+        """(N, 3) scene coordinates -> (N, 3) uint8 fused colour, trilinear over observed voxels
+        (mid grey where no voxel around the point has a colour)."""
+        coords = (np.asarray(points, np.float64) - self.origin.numpy()) / self.voxel_size - 0.5
+        return self._sample_colors(coords)
 
     def _sample_colors(self, verts: np.ndarray) -> np.ndarray:
         """(V, 3) voxel-index coordinates -> (V, 3) uint8, trilinear over colour-observed corners."""

@@ -13,7 +13,6 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
-from tiny_run import tiny_train_args
 from nerfkit.cli import main
 from nerfkit.export import mesh_export
 from nerfkit.export.mesh_io import read_mesh
@@ -22,24 +21,6 @@ from nerfkit.export.tsdf import chamfer_distance, sample_surface
 RESOLUTION = "64"        # enough for the 32 px demo; keeps each export to a few seconds
 CHAMFER_BOUND = 0.10     # world units; measured ~0.054 at 64^3, gt bbox diagonal ~2.59
 CLOUD_MEDIAN_BOUND = 0.06   # measured ~0.036
-
-
-@pytest.fixture(scope="module")
-def trained_run(tiny_demo, tmp_path_factory) -> Path:
-    output = tmp_path_factory.mktemp("mesh-runs")
-    with pytest.MonkeyPatch.context() as patch:      # the autouse fixture is function-scoped
-        patch.setenv("NERFKIT_COMPILE", "0")
-        assert main(tiny_train_args(tiny_demo, output, "--max-steps", "300")) == 0
-    runs = sorted(output.glob("*/ngp/*/config.yaml"))
-    assert len(runs) == 1, runs
-    return runs[0].parent
-
-
-@pytest.fixture(scope="module")
-def gt_surface(tiny_demo) -> tuple[np.ndarray, np.ndarray]:
-    """(gt vertices, 20k points sampled on the gt surface), world coordinates."""
-    gt = read_mesh(tiny_demo / "gt_mesh.ply")
-    return gt["vertices"], sample_surface(gt["vertices"], gt["faces"], 20000, np.random.default_rng(0))
 
 
 def _world_to_scene(run: Path) -> np.ndarray:
