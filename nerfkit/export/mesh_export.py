@@ -13,9 +13,9 @@ DESIGN.md "Contracts"), so they serve every method, NeRF and Gaussian splats ali
   for ``--texture``, unwrapped into a UV atlas with a texture baked from the views
   (:mod:`~nerfkit.export.texture`). The vertices are moved back to the ORIGINAL world coordinates
   (DESIGN.md, "Conventions") by the inverse of ``scene.world_to_scene``.
-- **pointcloud**: one point per training pixel with ``alpha > 0.5`` at ``origin + direction * depth /
-  alpha``, coloured by the rendered colour, subsampled to at most ``max_points``, in world
-  coordinates.
+- **pointcloud**: for NeRF methods one point per training pixel with ``alpha > 0.5`` at ``origin +
+  direction * depth / alpha``, coloured by the rendered colour; for splat runs the Gaussians'
+  centres with their base colour; subsampled to at most ``max_points``, in world coordinates.
 
 Colours: views are rendered on white and un-composited, ``c = (rgb - (1 - alpha)) / alpha``, so
 pixels at the silhouette (``0.5 < alpha < 1``) do not carry the background into the vertex colours.
@@ -50,6 +50,12 @@ POINTCLOUD_NAME = Path("exports") / "pointcloud.ply"
 
 MIN_ALPHA = 0.5
 """Pixels less opaque than this carry no trusted depth."""
+
+MIN_POINT_OPACITY = 0.1
+"""Gaussians less opaque than this are left out of a splat run's point cloud."""
+
+SH_C0 = 0.28209479177387814
+"""The degree-0 real spherical harmonic, 1 / (2 sqrt(pi)): colour = SH_C0 * sh0 + 0.5."""
 
 VIEW_SETS = ("train", "all")
 
@@ -205,27 +211,37 @@ def export_mesh(run: Path, output: Path | None = None, options: MeshOptions | No
 
 def export_pointcloud(run: Path, output: Path | None = None, max_points: int = 1_000_000,
                       seed: int = 0) -> MeshExport:
-    """Points on the rendered depth of a run's training views, coloured, in world coordinates.
+    """A coloured point cloud of a run, in world coordinates.
+
+    NeRF methods: one point per opaque training pixel, on its rendered depth, with its rendered
+    colour. Splat runs (methods with ``gaussians``): the centres of the Gaussians at least
+    :data:`MIN_POINT_OPACITY` opaque, coloured by their view-independent (degree 0 SH) colour.
 
     Args:
         run: a run folder, or a folder above runs (its newest run).
         output: ``*.ply``; None: ``<run folder>/exports/pointcloud.ply``.
         max_points: at most this many points are kept (a uniform random subset, seeded by ``seed``).
     Raises:
-        NerfkitError: a bad option or output path, a run without checkpoint, or no opaque pixel.
+        NerfkitError: a bad option or output path, a run without checkpoint, or no point at all.
     """
     if max_points < 1:
         raise NerfkitError(f"--max-points must be at least 1, got {max_points}")
     start = time.perf_counter()
     run_dir, path = _resolve_output(run, output, POINTCLOUD_NAME, (".ply",))
     scene, method, step = _open(run_dir)
-    indices = scene.split("train")
-    points, colors = [], []
-    for index in indices:
-        xyz, rgb = _view_points(scene, index, _render(method, scene.cameras[index]))
-        points.append(xyz)
-        colors.append(rgb)
-    xyz, rgb = torch.cat(points), torch.cat(colors)
+    gaussians = getattr(method, "gaussians", None)
+    if gaussians is not None:
+        xyz, rgb = _gaussian_points(gaussians)
+        views = 0
+    else:
+        indices = scene.split("train")
+        points, colors = [], []
+        for index in indices:
+            view_xyz, view_rgb = _view_points(scene, index, _render(method, scene.cameras[index]))
+            points.append(view_xyz)
+            colors.append(view_rgb)
+        xyz, rgb = torch.cat(points), torch.cat(colors)
+        views = len(indices)
     if len(xyz) == 0:
         raise NerfkitError("the run rendered no opaque pixel in its training views, so there are no "
                            "points to write: train longer")
@@ -235,7 +251,17 @@ def export_pointcloud(run: Path, output: Path | None = None, max_points: int = 1
         xyz, rgb = xyz[keep], rgb[keep]
     rgb8 = (rgb * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
     paths = write_mesh(path, _to_world(xyz.numpy(), scene.world_to_scene), np.zeros((0, 3), np.int64), rgb8)
-    return MeshExport(path, len(xyz), 0, len(indices), step, time.perf_counter() - start, paths)
+    return MeshExport(path, len(xyz), 0, views, step, time.perf_counter() - start, paths)
+
+
+def _gaussian_points(gaussians) -> tuple[Tensor, Tensor]:
+    """Centres (P, 3) float64 scene coordinates and degree-0 colours (P, 3) in [0, 1] of the
+    Gaussians with opacity >= MIN_POINT_OPACITY."""
+    with torch.no_grad():
+        opaque = torch.sigmoid(gaussians["opacities"].detach().float().cpu()) >= MIN_POINT_OPACITY
+        means = gaussians["means"].detach().cpu().double()[opaque]
+        dc = gaussians["sh0"].detach().float().cpu()[opaque, 0]
+    return means, (dc * SH_C0 + 0.5).clamp(0.0, 1.0)
 
 
 def _select_views(scene, views: str, max_views: int) -> list[int]:

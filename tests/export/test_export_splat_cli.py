@@ -11,12 +11,14 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from tiny_run import TINY_NGP
 from nerfkit.cli import main
 from nerfkit.config import NGPConfig, RunConfig, SplatConfig, TrainConfig, apply_overrides
+from nerfkit.export.mesh_io import read_mesh
 from nerfkit.export.splat_ply import read_splat_ply
 from nerfkit.export.transform import camera_to_world_from_scene
 from nerfkit.pipeline import start_run
@@ -176,3 +178,24 @@ def test_export_needs_a_kind(capsys):
         main(["export"])
     assert exit_info.value.code == 2
     assert "splat" in capsys.readouterr().err
+
+
+def test_pointcloud_of_a_splat_run_is_its_opaque_centres_in_world_coordinates(splat_run, tmp_path, capsys):
+    run_dir, trainer = splat_run
+    splat_path, cloud_path = tmp_path / "splat.ply", tmp_path / "cloud.ply"
+    assert main(["export", "splat", str(run_dir), "-o", str(splat_path)]) == 0
+    assert main(["export", "pointcloud", str(run_dir), "-o", str(cloud_path)]) == 0
+    capsys.readouterr()
+    gaussians = read_splat_ply(splat_path)
+    cloud = read_mesh(cloud_path)
+    opacity = 1.0 / (1.0 + np.exp(-gaussians["opacities"].numpy().astype(np.float64)))
+    opaque = opacity >= 0.1
+    assert 20 < opaque.sum() < len(opaque)           # the filter matters here
+    centres = gaussians["means"].numpy()[opaque]
+    assert len(cloud["vertices"]) == len(centres) and len(cloud["faces"]) == 0
+    # the same points as the world-coordinate splat file (which is tested to render like the run)
+    assert np.abs(np.sort(cloud["vertices"], axis=0) - np.sort(centres, axis=0)).max() < 1e-4
+    dc = gaussians["sh0"].numpy()[opaque, 0]
+    expected = np.clip(np.round((dc * 0.28209479177387814 + 0.5) * 255), 0, 255)
+    order_cloud, order_splat = np.lexsort(cloud["vertices"].T), np.lexsort(centres.T)
+    assert np.abs(cloud["colors"][order_cloud].astype(int) - expected[order_splat]).max() <= 1
