@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="continue a run from its newest checkpoint (default: the newest run "
                             "of this scene and method)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--viewer", action=argparse.BooleanOptionalAction, default=True,
+                       help="serve the live web viewer while training (default: on)")
+    _viewer_address(train)
+
+    view = commands.add_parser("view", help="browse a run in the web viewer (until Ctrl-C)")
+    view.add_argument("run", help="run folder (or a parent: its newest run)")
+    _viewer_address(view)
 
     evaluate = commands.add_parser("eval", help="PSNR / SSIM of a run on held-out images")
     evaluate.add_argument("run", help="run folder (or a parent: its newest run)")
@@ -107,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _viewer_address(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=8080, help="viewer port (default 8080; 0: any free port)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="viewer address to listen on (default 127.0.0.1; 0.0.0.0: all networks)")
+
+
 def _export_kind(exports: Any, kind: str, help_text: str, output_text: str, default_name: str
                  ) -> argparse.ArgumentParser:
     """One ``nerfkit export KIND RUN [-o FILE]`` sub-command."""
@@ -123,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        commands = {"train": _train, "eval": _eval, "render": _render, "export": _export, "process": _process}
+        commands = {"train": _train, "eval": _eval, "render": _render, "export": _export, "process": _process,
+                    "view": _view}
         return commands[args.command](args)
     except NerfkitError as error:
         print(f"nerfkit: error: {error}", file=sys.stderr)
@@ -181,8 +195,11 @@ def _validate(config: Any) -> None:
 def _train(args: argparse.Namespace) -> int:
     from nerfkit.config import RunConfig
     from nerfkit.pipeline import resume_run, scene_path, start_run
+    from nerfkit.serve import check_address, training_viewer
 
     started = time.perf_counter()
+    if args.viewer:
+        check_address(args.host, args.port)
     if args.resume is not None:
         if args.resume:
             target = Path(args.resume)
@@ -199,7 +216,8 @@ def _train(args: argparse.Namespace) -> int:
         _validate(config)
         trainer = start_run(config)
     try:
-        metrics = trainer.train(progress_bar=not args.no_progress)
+        with training_viewer(trainer, args.viewer, args.host, args.port):
+            metrics = trainer.train(progress_bar=not args.no_progress)
     except KeyboardInterrupt:
         print(f"nerfkit: interrupted; resume with: nerfkit train --resume {trainer.run_dir}", file=sys.stderr)
         return 130
@@ -209,7 +227,14 @@ def _train(args: argparse.Namespace) -> int:
           f"SSIM {metrics['ssim']:.4f} on {metrics['test_images']} images "
           f"({time.perf_counter() - started:.0f} s in all)")
     print(f"results: {trainer.run_dir} (metrics.json, renders/test/, checkpoints/)")
+    print(f"view it: nerfkit view {trainer.run_dir}")
     return 0
+
+
+def _view(args: argparse.Namespace) -> int:
+    from nerfkit.serve import view_run
+
+    return view_run(Path(args.run), args.host, args.port)
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -97,6 +97,7 @@ class Trainer:
         sampler = ImageSampler if self.method.batch_kind == "image" else PixelSampler
         self.sampler = sampler(scene, scene.split("train"), background, seed=config.train.seed)
         self.stats = TrainStats()
+        self.after_step: Callable[[], None] | None = None   # e.g. the live viewer's turn to draw
 
     # --- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -190,6 +191,8 @@ class Trainer:
                         or self.stats.train_seconds - last_save_time >= train.checkpoint_seconds):
                     self.save()
                     last_save_time, last_save_step = self.stats.train_seconds, self.stats.step
+                if self.after_step is not None:
+                    self.after_step()
         except KeyboardInterrupt:
             bar.close()
             path = self.save()

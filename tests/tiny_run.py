@@ -11,7 +11,8 @@ TINY_NGP = ["log2_table_size=14", "max_resolution=64", "n_levels=8", "grid_resol
 
 def tiny_train_args(scene, output_dir, *extra: str) -> list[str]:
     """`nerfkit train` arguments for a quick run of the tiny settings."""
-    args = ["train", str(scene), "--output-dir", str(output_dir), "--no-progress", "--threads", "2"]
+    args = ["train", str(scene), "--output-dir", str(output_dir), "--no-progress", "--threads", "2",
+            "--no-viewer"]
     for item in TINY_NGP:
         args += ["--set", item]
     return args + list(extra)
