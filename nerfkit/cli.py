@@ -140,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "view": _view}
         return commands[args.command](args)
     except NerfkitError as error:
-        print(f"nerfkit: error: {error}", file=sys.stderr)
+        message = str(error).replace("\r", "\\r").replace("\n", "\\n")   # one line, always
+        print(f"nerfkit: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

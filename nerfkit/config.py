@@ -38,6 +38,8 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0                # torch CPU threads (0 = all cores)
     device: str = "auto"            # auto (cuda when available) | cpu | cuda
+    on_nan: str = "stop"            # NaN/inf loss or parameters: stop | rollback (to the last good
+                                    # checkpoint, then go on)
 
 
 @dataclass
@@ -214,6 +216,10 @@ class RunConfig:
 
     @staticmethod
     def from_dict(data: dict[str, Any], source: str) -> "RunConfig":
+        for section in ("train", "method"):
+            if not isinstance(data.get(section, {}), dict):
+                raise NerfkitError(f"{source}: '{section}' must be a mapping of settings, got "
+                                   f"{type(data[section]).__name__}")
         train = apply_overrides(TrainConfig(), data.get("train", {}), source)
         method = apply_overrides(method_config_class(train.method)(), data.get("method", {}), source)
         return RunConfig(train, method)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -16,7 +18,8 @@ from nerfkit.data.scene import Scene
 from nerfkit.errors import NerfkitError
 from nerfkit.methods import build_method
 from nerfkit.methods.base import Method
-from nerfkit.runs import new_run_dir, read_yaml, resolve_run, write_json_atomic, write_yaml_atomic
+from nerfkit.runs import (list_checkpoints, new_run_dir, read_yaml, resolve_run, write_json_atomic,
+                          write_yaml_atomic)
 from nerfkit.train import Trainer, resolve_device, scene_info
 
 CONFIG_FILE = "config.yaml"
@@ -63,13 +66,21 @@ def resume_run(path: Path, log: Callable[[str], None] = print) -> Trainer:
     scene = load_configured_scene(config)
     _check_same_transform(run_dir, scene)
     trainer = Trainer(config, scene, run_dir, None if log is print else log)
-    if not trainer.resume():
+    with _checkpoint_fits(run_dir):
+        resumed = trainer.resume()
+    if not resumed:
         log(f"{run_dir} has no checkpoint yet: starting it from step 0")
     return trainer
 
 
 def read_run_config(run_dir: Path) -> RunConfig:
-    return RunConfig.from_dict(read_yaml(run_dir / CONFIG_FILE), str(run_dir / CONFIG_FILE))
+    """The run's config.yaml; a run always names the scene it was trained on."""
+    path = run_dir / CONFIG_FILE
+    config = RunConfig.from_dict(read_yaml(path), str(path))
+    if not config.train.scene:
+        raise NerfkitError(f"'{path}' names no scene (train: scene: is empty): expected the scene "
+                           "folder the run was trained on")
+    return config
 
 
 def open_run(path: Path) -> tuple[RunConfig, Scene, Method, int]:
@@ -77,9 +88,7 @@ def open_run(path: Path) -> tuple[RunConfig, Scene, Method, int]:
     run_dir = resolve_run(path)
     config = read_run_config(run_dir)
     _set_threads(config)
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise NerfkitError(f"run '{run_dir}' has no checkpoint yet: train it first (nerfkit train)")
+    checkpoint = _newest_intact_checkpoint(run_dir)
     scene = load_configured_scene(config)
     _check_same_transform(run_dir, scene)
     # The weights come from the checkpoint: skip the start-up work of a fresh method (e.g. splat's
@@ -87,10 +96,43 @@ def open_run(path: Path) -> tuple[RunConfig, Scene, Method, int]:
     info = dataclasses.replace(scene_info(scene), point_sampler=None)
     method = build_method(config.train.method, config.method, info)
     state = load_checkpoint(checkpoint)
-    method.load_state_dict(state["method"])
+    with _checkpoint_fits(run_dir, checkpoint):
+        method.load_state_dict(state["method"])
     method.to(resolve_device(config.train.device))
     method.eval()
     return config, scene, method, int(state["step"])
+
+
+def _newest_intact_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint to open, or one sentence saying why there is none."""
+    with warnings.catch_warnings(record=True) as skipped:
+        warnings.simplefilter("always")
+        checkpoint = latest_checkpoint(run_dir)
+    for warning in skipped:            # newer damaged checkpoints: say so, once each
+        if checkpoint is not None:
+            warnings.warn(str(warning.message), stacklevel=3)
+    if checkpoint is not None:
+        return checkpoint
+    listed = list_checkpoints(run_dir)
+    if listed:
+        reason = (str(skipped[-1].message).removeprefix("Skipping unreadable checkpoint ")
+                  if skipped else f"'{listed[-1][1]}' cannot be read")
+        reason = reason.split(". ")[0].rstrip(".")        # torch's reasons run on for sentences
+        raise NerfkitError(f"run '{run_dir}' has no intact checkpoint: {reason}")
+    raise NerfkitError(f"run '{run_dir}' has no checkpoint yet: train it first (nerfkit train)")
+
+
+@contextlib.contextmanager
+def _checkpoint_fits(run_dir: Path, checkpoint: Path | None = None) -> Iterator[None]:
+    """Turn a checkpoint that does not fit the run's method into one clear sentence."""
+    try:
+        yield
+    except (RuntimeError, KeyError, ValueError, TypeError) as error:
+        what = f"checkpoint '{checkpoint}'" if checkpoint else f"newest checkpoint of '{run_dir}'"
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise NerfkitError(f"the {what} does not fit the run's method as configured in its "
+                           f"config.yaml and scene (were they changed after training?): "
+                           f"{reason}") from None
 
 
 def _check_same_transform(run_dir: Path, scene: Scene) -> None:
@@ -99,7 +141,13 @@ def _check_same_transform(run_dir: Path, scene: Scene) -> None:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
         raise NerfkitError(f"'{path}' is missing or unreadable: the run folder is incomplete") from None
-    matrix = torch.tensor(saved["world_to_scene"], dtype=torch.float64)
+    try:
+        matrix = torch.tensor(saved["world_to_scene"], dtype=torch.float64)
+    except (TypeError, KeyError, ValueError, RuntimeError, IndexError):
+        matrix = None
+    if matrix is None or matrix.shape != (4, 4):
+        raise NerfkitError(f"'{path}' holds no 'world_to_scene' 4x4 matrix: the run folder is "
+                           "damaged")
     if not torch.allclose(matrix, scene.world_to_scene.double(), rtol=1e-5, atol=1e-6):
         raise NerfkitError(f"the scene at '{scene.root}' changed since run '{run_dir}' was trained "
                            "(its cameras normalise differently)")

@@ -85,6 +85,8 @@ def process(source: Path, out: Path, options: ProcessOptions,
     if out == source or source in out.parents:
         raise NerfkitError(f"output '{out}' is inside the input '{source}': choose a folder outside it "
                            "(nerfkit never writes into your input)")
+    if out.exists() and not out.is_dir():
+        raise NerfkitError(f"output '{out}' is a file: expected a folder to write the scene into")
     if (out / "sparse").exists() or (out / "images").exists():
         if not options.overwrite:
             raise NerfkitError(f"output '{out}' already holds a processed scene: pass --overwrite or choose "

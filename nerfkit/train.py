@@ -27,6 +27,9 @@ from nerfkit.methods import build_method
 from nerfkit.methods.base import Method, SceneInfo
 from nerfkit.metrics import psnr_from_mse
 from nerfkit.runs import write_json_atomic
+from nerfkit.train_guard import (MAX_ROLLBACKS, NonFinite, check_loss, check_on_nan,
+                                 check_parameters, diverged_message, is_out_of_memory,
+                                 out_of_memory_message)
 
 
 @dataclass
@@ -98,6 +101,8 @@ class Trainer:
         self.sampler = sampler(scene, scene.split("train"), background, seed=config.train.seed)
         self.stats = TrainStats()
         self.after_step: Callable[[], None] | None = None   # e.g. the live viewer's turn to draw
+        self.on_nan = check_on_nan(config.train.on_nan)
+        self.rollbacks: dict[Path, int] = {}                 # checkpoint -> times rolled back to it
 
     # --- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -149,10 +154,12 @@ class Trainer:
         rays = self.method.rays_per_batch() if self.method.batch_kind == "rays" else 0
         batch = self.sampler.sample(rays).to(self.device)
         out = self.method.train_step(batch, step, progress)
+        check_loss(out["loss"], step + 1)                  # NaN/inf: caught within the step
         self.optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         self.method.after_backward(step, self.optimizer)
         self.optimizer.step()
+        check_parameters(self.method, step + 1)
         elapsed = time.perf_counter() - start
         self._record(out, elapsed)
         return out
@@ -178,10 +185,17 @@ class Trainer:
         bar = tqdm(total=int(train.max_time) if by_time else train.max_steps, disable=not progress_bar,
                    unit="s" if by_time else "step", dynamic_ncols=True,
                    bar_format="{percentage:3.0f}%|{bar}| {desc}")   # desc: our live stats
+        if self.on_nan == "rollback" and latest_checkpoint(self.run_dir) is None:
+            self.save()                                     # something to roll back to
         last_save_time, last_save_step = self.stats.train_seconds, self.stats.step
         try:
             while not self.done():
-                self.step()
+                try:
+                    self.step()
+                except NonFinite as error:
+                    self._on_non_finite(error)
+                    last_save_time, last_save_step = self.stats.train_seconds, self.stats.step
+                    continue
                 if self.stats.step % 10 == 0 or self.done():
                     bar.n = min(bar.total, int(self.stats.train_seconds) if by_time else self.stats.step)
                     bar.set_description_str(self._postfix())
@@ -198,9 +212,30 @@ class Trainer:
             path = self.save()
             self.log(f"interrupted at step {self.stats.step}; saved {path} (continue with --resume)")
             raise
+        except NerfkitError:
+            bar.close()
+            raise
+        except RuntimeError as error:                       # torch.OutOfMemoryError included
+            if not is_out_of_memory(error):
+                raise
+            bar.close()
+            raise NerfkitError(out_of_memory_message(self.method.name, self.device,
+                                                     self.stats.step + 1)) from None
         bar.close()
         self.save()
         return self.finish()
+
+    def _on_non_finite(self, error: NonFinite) -> None:
+        """Stop with one sentence (keeping the last good checkpoint), or roll back to it."""
+        checkpoint = latest_checkpoint(self.run_dir)
+        count = self.rollbacks.get(checkpoint, 0) if checkpoint is not None else 0
+        if self.on_nan != "rollback" or checkpoint is None or count >= MAX_ROLLBACKS:
+            raise NerfkitError(diverged_message(error, checkpoint, count)) from None
+        self.rollbacks[checkpoint] = count + 1
+        self.load_state_dict(load_checkpoint(checkpoint))
+        # A different batch order from here on, so the same batch does not diverge again.
+        self.sampler.generator.manual_seed(self.config.train.seed + 7919 * sum(self.rollbacks.values()))
+        self.log(f"training diverged at {error}; rolled back to {checkpoint} (step {self.stats.step})")
 
     def _postfix(self) -> str:
         stats = self.stats

@@ -16,7 +16,8 @@ import torch
 
 from nerfkit.data.images import check_images_exist, image_size
 from nerfkit.data.scene import SPLITS, Cameras, Scene
-from nerfkit.data.transforms_json import frame_c2w, frame_image_path, json_frames, read_json
+from nerfkit.data.transforms_json import (frame_c2w, frame_image_path, json_frames, json_number,
+                                          read_json)
 from nerfkit.errors import NerfkitError
 
 
@@ -46,7 +47,7 @@ def parse_blender(root: Path) -> Scene:
         meta = read_json(path)
         if "camera_angle_x" not in meta:
             raise NerfkitError(f"'{path}' has no 'camera_angle_x' (the horizontal field of view)")
-        angle = float(meta["camera_angle_x"])
+        angle = json_number(meta["camera_angle_x"], "camera_angle_x", path)
         if not 0.0 < angle < math.pi:
             raise NerfkitError(f"'camera_angle_x' in '{path}' is {angle}, expected radians in "
                                "(0, pi)")

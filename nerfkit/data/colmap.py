@@ -14,6 +14,7 @@ import numpy as np
 import pycolmap
 import torch
 
+from nerfkit.data.colmap_check import check_model_files
 from nerfkit.data.images import check_images_exist
 from nerfkit.data.scene import Cameras, Scene
 from nerfkit.errors import NerfkitError
@@ -72,14 +73,16 @@ def _check_text_models(model_dir: Path) -> None:
 
 def read_reconstruction(model_dir: Path) -> pycolmap.Reconstruction:
     """pycolmap's reconstruction of ``model_dir``; NerfkitError naming the folder on failure."""
-    for stem in ("cameras", "images"):
+    for stem in ("cameras", "images", "points3D"):
         if not model_file(model_dir, stem).is_file():
             raise NerfkitError(f"COLMAP model '{model_dir}' has no {stem}.bin or {stem}.txt")
+    check_model_files(model_dir)       # pycolmap aborts the process on some truncated files
     try:
         return pycolmap.Reconstruction(str(model_dir))
     except Exception as exc:  # pycolmap raises ValueError/IndexError/RuntimeError
         _check_text_models(model_dir)
-        raise NerfkitError(f"COLMAP model '{model_dir}' could not be read: {exc}") from exc
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise NerfkitError(f"COLMAP model '{model_dir}' could not be read: {reason}") from None
 
 
 def _model_name(camera) -> str:
@@ -95,12 +98,18 @@ def _has_pose(image) -> bool:
 
 
 def _c2w(image) -> np.ndarray:
-    """(4, 4) float64 camera-to-world of a pycolmap image (``cam_from_world`` inverted)."""
+    """(4, 4) float64 camera-to-world of a pycolmap image (``cam_from_world`` inverted).
+
+    Inverted as a rigid transform (``R^T``, ``-R^T t``), so a damaged pose gives non-finite or
+    non-rotation values that :func:`nerfkit.data.normalize.check_poses` names, never a crash.
+    """
     pose = image.cam_from_world
     pose = pose() if callable(pose) else pose     # a method in pycolmap 4.x, a property before
-    w2c = np.eye(4)
-    w2c[:3, :4] = np.asarray(pose.matrix(), dtype=np.float64)
-    return np.linalg.inv(w2c)
+    w2c = np.asarray(pose.matrix(), dtype=np.float64)
+    c2w = np.eye(4)
+    c2w[:3, :3] = w2c[:3, :3].T
+    c2w[:3, 3] = -w2c[:3, :3].T @ w2c[:3, 3]
+    return c2w
 
 
 def parse_colmap(root: Path) -> Scene:

@@ -57,7 +57,7 @@ def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
 def read_image(path: str | Path) -> np.ndarray:
     """Read one image file as uint8 (H, W, 3) or (H, W, 4) sRGB (see :func:`to_uint8_rgb`)."""
     path = Path(path)
-    if not path.is_file():
+    if not _is_file(path):
         raise _missing(path)
     try:
         image = iio.imread(path, index=0, plugin="pillow")
@@ -69,7 +69,7 @@ def read_image(path: str | Path) -> np.ndarray:
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) in pixels from the file header, without decoding the pixels."""
     path = Path(path)
-    if not path.is_file():
+    if not _is_file(path):
         raise _missing(path)
     try:
         with Image.open(path) as image:
@@ -113,11 +113,19 @@ def resolve_image_path(path: Path) -> Path:
 
 def check_images_exist(paths: Sequence[Path], listing: Path) -> None:
     """Raise if any of ``paths`` (the images that ``listing`` refers to) is not a file."""
-    missing = [path for path in paths if not Path(path).is_file()]
+    missing = [path for path in paths if not _is_file(Path(path))]
     if missing:
         raise NerfkitError(
             f"'{listing}' lists {len(paths)} images but {len(missing)} of them are not on disk "
             f"(image '{missing[0]}' is missing)")
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for names the file system refuses (too long, NUL bytes)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _default_workers() -> int:

@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Callable
 
+import torch
 
 from nerfkit.data.blender import parse_blender, split_file
 from nerfkit.data.colmap import find_model_dir, parse_colmap
@@ -24,6 +25,7 @@ from nerfkit.data.scene import Cameras, Scene
 from nerfkit.data.transforms_json import parse_transforms_json
 from nerfkit.errors import NerfkitError
 
+MIN_IMAGE_SIZE = 11        # the SSIM window (nerfkit.metrics); smaller images cannot be scored
 PARSERS: dict[str, Callable[[Path], Scene]] = {
     "blender": parse_blender,
     "transforms": parse_transforms_json,
@@ -54,6 +56,21 @@ def _check_splits(splits: dict[str, list[int]], root: Path, how: str) -> None:
     for name in ("train", "test"):
         if not splits.get(name):
             raise NerfkitError(f"the {name} split of '{root}' is empty ({how})")
+
+
+def check_intrinsics(cameras: Cameras, names: list[str]) -> None:
+    """NerfkitError naming the first image whose intrinsics are not finite or not positive."""
+    values = torch.cat([cameras.intrinsics, cameras.distortion], 1).double()
+    bad = ~torch.isfinite(values).all(1)
+    bad |= (cameras.intrinsics[:, :2] <= 0).any(1) | (cameras.sizes < 1).any(1)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        fx, fy, cx, cy = cameras.intrinsics[i].tolist()
+        raise NerfkitError(
+            f"the camera of image '{names[i]}' is invalid: focal length {fx:g}, {fy:g}, principal "
+            f"point {cx:g}, {cy:g}, size {cameras.sizes[i].tolist()}, distortion "
+            f"{cameras.distortion[i].tolist()} (expected finite values and positive focal "
+            "lengths and sizes)")
 
 
 def _check_arguments(downscale: float, split_every: int) -> None:
@@ -106,6 +123,7 @@ def load_scene(path: str | Path, downscale: float = 1.0, split_every: int = 8,
 
     world = parsed.cameras
     names = [str(p) for p in parsed.image_paths]
+    check_intrinsics(world, names)
     check_poses(world.c2w, names)
     scene_kind = resolve_kind(parsed.extras["kind"], world.c2w, kind)
     norm = normalize_poses(world.c2w, parsed.points3d, scene_kind, names)
@@ -116,6 +134,13 @@ def load_scene(path: str | Path, downscale: float = 1.0, split_every: int = 8,
     if bool((cameras.sizes < 1).any()):
         raise NerfkitError(f"downscale {downscale} makes some images of '{root}' smaller than "
                            "one pixel")
+    small = (cameras.sizes < MIN_IMAGE_SIZE).any(1)
+    if bool(small.any()):
+        i = int(small.nonzero()[0, 0])
+        width, height = (int(v) for v in cameras.sizes[i])
+        raise NerfkitError(f"image '{names[i]}' is {width}x{height} pixels (downscale "
+                           f"{downscale:g}): nerfkit needs at least {MIN_IMAGE_SIZE}x"
+                           f"{MIN_IMAGE_SIZE} (the SSIM window of its evaluation)")
     images = load_images(parsed.image_paths, world.sizes.numpy(), cameras.sizes.numpy(),
                          parsed.extras.get("size_source"))
     points = None

@@ -18,6 +18,7 @@ All inputs are camera-to-world (N, 4, 4) with OpenCV axes, in world units.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -29,6 +30,7 @@ from nerfkit.errors import NerfkitError
 KINDS = ("object", "unbounded")
 OBJECT_CAMERA_DISTANCE = 1.0 / 0.375
 MIN_POINTS_FOR_MEDIAN = 100
+MAX_DISTANCE_RATIO = 1e6     # a camera farther than this x the median distance has a broken pose
 _AXES_RCOND = 1e-3          # optical axes closer to parallel than this have no look-at point
 _INWARD_MAX_ANGLE_DEG = 45.0
 _INWARD_MAX_MEAN_DIRECTION = 0.95   # |mean view direction| above this = forward-facing capture
@@ -167,6 +169,7 @@ def normalize_poses(c2w: Tensor, points: Tensor | None = None, kind: str = "obje
     check_poses(c2w, names)
     c2w = c2w.double()
     origins = c2w[:, :3, 3]
+    _check_outliers(origins, names)
     center = None
     if kind == "unbounded" and points is not None and points.shape[0] >= MIN_POINTS_FOR_MEDIAN:
         center = points.double().median(dim=0).values
@@ -182,6 +185,23 @@ def normalize_poses(c2w: Tensor, points: Tensor | None = None, kind: str = "obje
     scale = target / reference if reference > 1e-12 else 1.0
     aabb = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], dtype=torch.float32)
     return Normalization(similarity(center, scale), aabb, kind == "unbounded")
+
+
+def _check_outliers(origins: Tensor, names: Sequence[str] | None) -> None:
+    """Refuse a camera absurdly far from the others (a broken pose that would collapse the scene).
+
+    Distances are taken from the per-axis median camera position; the limit,
+    :data:`MAX_DISTANCE_RATIO` times the median distance, is far beyond any real capture.
+    """
+    distances = (origins - origins.median(dim=0).values).norm(dim=-1)
+    median = float(distances.median())
+    far = int(distances.argmax())
+    farthest = float(distances[far])
+    if not math.isfinite(farthest) or (median > 0 and farthest > MAX_DISTANCE_RATIO * median):
+        name = f"'{names[far]}'" if names is not None else f"#{far}"
+        raise NerfkitError(f"the camera of frame {name} is {farthest:.3g} units from the other "
+                           f"cameras, over {MAX_DISTANCE_RATIO:.0e} times their median distance "
+                           f"{median:.3g}: its pose is probably broken")
 
 
 def transform_c2w(world_to_scene: Tensor, c2w: Tensor) -> Tensor:

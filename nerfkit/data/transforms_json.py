@@ -36,11 +36,35 @@ def read_json(path: Path) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise NerfkitError(f"'{path}' could not be read as JSON: {exc}") from exc
+    except (OSError, ValueError, RecursionError) as exc:   # ValueError: bad JSON or UTF-8
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NerfkitError(f"'{path}' could not be read as JSON: {reason}") from None
     if not isinstance(data, dict):
         raise NerfkitError(f"'{path}' must hold a JSON object at the top level")
     return data
+
+
+def json_number(value, key: str, path: Path, owner: str = "") -> float:
+    """``value`` as a finite float, or NerfkitError naming ``key`` (of ``owner``) and the file.
+
+    JSON booleans and strings are refused even where Python could convert them.
+    """
+    where = f"'{key}'{f' of {owner}' if owner else ''} in '{path}'"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise NerfkitError(f"{where} is {_short(value)}, expected a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise NerfkitError(f"{where} is {_short(value)}, expected a finite number")
+    return number
+
+
+def _short(value) -> str:
+    """A JSON value for an error message, cut to 40 characters."""
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def json_frames(meta: dict, path: Path) -> list[dict]:
@@ -65,10 +89,12 @@ def frame_c2w(frame: dict, index: int, path: Path) -> Tensor:
     """(4, 4) float64 OpenCV camera-to-world from a frame's OpenGL ``transform_matrix``."""
     raw = frame_value(frame, "transform_matrix", index, path)
     try:
+        if isinstance(raw, (str, bytes, dict)):
+            raise TypeError("not a list")
         matrix = torch.tensor(raw, dtype=torch.float64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RuntimeError, OverflowError):
         raise NerfkitError(f"'transform_matrix' of frame {index} in '{path}' is not a matrix of "
-                           "numbers") from exc
+                           "numbers") from None
     if matrix.shape == (3, 4):
         matrix = torch.cat([matrix, torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)])
     if matrix.shape != (4, 4):
@@ -80,9 +106,13 @@ def frame_c2w(frame: dict, index: int, path: Path) -> Tensor:
 def frame_image_path(frame: dict, index: int, path: Path) -> Path:
     """The image file of a frame: ``file_path`` relative to the json's folder (suffix optional)."""
     relative = frame_value(frame, "file_path", index, path)
-    if not isinstance(relative, str) or not relative:
+    if not isinstance(relative, str) or not relative or "\0" in relative:
         raise NerfkitError(f"'file_path' of frame {index} in '{path}' is not a file name")
-    return resolve_image_path(Path(os.path.normpath(path.parent / relative)))
+    try:
+        return resolve_image_path(Path(os.path.normpath(path.parent / relative)))
+    except (OSError, ValueError) as exc:      # e.g. a name too long for the file system
+        raise NerfkitError(f"'file_path' of frame {index} in '{path}' is not a usable file name "
+                           f"({getattr(exc, 'strerror', None) or exc})") from None
 
 
 def _intrinsics(meta: dict, frame: dict, image: Path, path: Path) -> tuple[list[float], list[float],
@@ -90,6 +120,10 @@ def _intrinsics(meta: dict, frame: dict, image: Path, path: Path) -> tuple[list[
     """``[fx, fy, cx, cy]``, ``[k1, k2, p1, p2, k3]`` and ``(w, h)`` of one frame."""
     def get(key: str):
         return frame.get(key, meta.get(key))
+
+    def number(key: str) -> float | None:
+        value = get(key)
+        return None if value is None else json_number(value, key, path, f"'{image.name}'")
 
     model = get("camera_model")
     if get("is_fisheye") or (model is not None and model not in SUPPORTED_CAMERA_MODELS):
@@ -99,25 +133,39 @@ def _intrinsics(meta: dict, frame: dict, image: Path, path: Path) -> tuple[list[
         if get(key):
             raise NerfkitError(f"distortion coefficient '{key}' in '{path}' is not supported "
                                f"(only {', '.join(_DISTORTION_KEYS)})")
-    width, height = get("w"), get("h")
+    width, height = number("w"), number("h")
     if width is None or height is None:
         width, height = image_size(image)
+    for key, value in (("w", width), ("h", height)):
+        if value < 1 or not float(value).is_integer():
+            raise NerfkitError(f"'{key}' of '{image.name}' in '{path}' is {value}, expected a "
+                               "whole number of pixels >= 1")
     width, height = int(width), int(height)
-    fx, fy = get("fl_x"), get("fl_y")
+    fx, fy = number("fl_x"), number("fl_y")
     if fx is None and get("camera_angle_x") is not None:
-        fx = 0.5 * width / math.tan(0.5 * float(get("camera_angle_x")))
+        fx = 0.5 * width / math.tan(0.5 * _angle(number("camera_angle_x"), "camera_angle_x", path))
     if fy is None and get("camera_angle_y") is not None:
-        fy = 0.5 * height / math.tan(0.5 * float(get("camera_angle_y")))
+        fy = 0.5 * height / math.tan(0.5 * _angle(number("camera_angle_y"), "camera_angle_y", path))
     if fx is None:
         fx = fy
     if fx is None:
         raise NerfkitError(f"'{path}' gives no focal length for '{image.name}': expected key "
                            "'fl_x' (or 'camera_angle_x')")
     fy = fx if fy is None else fy
-    cx = get("cx") if get("cx") is not None else 0.5 * width
-    cy = get("cy") if get("cy") is not None else 0.5 * height
-    distortion = [float(get(key) or 0.0) for key in _DISTORTION_KEYS]
+    if fx <= 0 or fy <= 0:
+        raise NerfkitError(f"the focal length of '{image.name}' in '{path}' is {min(fx, fy)}, "
+                           "expected a positive number of pixels")
+    cx = number("cx") if get("cx") is not None else 0.5 * width
+    cy = number("cy") if get("cy") is not None else 0.5 * height
+    distortion = [number(key) or 0.0 for key in _DISTORTION_KEYS]
     return [float(fx), float(fy), float(cx), float(cy)], distortion, (width, height)
+
+
+def _angle(value: float, key: str, path: Path) -> float:
+    """A field of view in radians, checked to lie in (0, pi)."""
+    if not 0.0 < value < math.pi:
+        raise NerfkitError(f"'{key}' in '{path}' is {value}, expected radians in (0, pi)")
+    return value
 
 
 def _given_splits(meta: dict, paths: list[Path], path: Path) -> dict[str, list[int]]:
@@ -128,6 +176,9 @@ def _given_splits(meta: dict, paths: list[Path], path: Path) -> dict[str, list[i
         names = meta.get(f"{split}_filenames")
         if names is None:
             continue
+        if not isinstance(names, list) or not all(isinstance(n, str) and n and "\0" not in n
+                                                  for n in names):
+            raise NerfkitError(f"'{split}_filenames' in '{path}' must be a list of file names")
         indices = []
         for name in names:
             resolved = os.path.normpath(resolve_image_path(path.parent / name))
@@ -146,6 +197,9 @@ def read_ply_points(meta: dict, path: Path) -> tuple[Tensor | None, Tensor | Non
     """
     if not meta.get("ply_file_path"):
         return None, None
+    if not isinstance(meta["ply_file_path"], str) or "\0" in meta["ply_file_path"]:
+        raise NerfkitError(f"'ply_file_path' in '{path}' must be a file name, got "
+                           f"{_short(meta['ply_file_path'])}")
     ply_path = path.parent / meta["ply_file_path"]
     if not ply_path.is_file():
         raise NerfkitError(f"point cloud '{ply_path}' named by 'ply_file_path' in '{path}' is "
@@ -161,12 +215,12 @@ def read_ply_points(meta: dict, path: Path) -> tuple[Tensor | None, Tensor | Non
     return torch.from_numpy(xyz), torch.from_numpy(rgb)
 
 
-def scene_kind_hint(meta: dict) -> str:
+def scene_kind_hint(meta: dict, path: Path) -> str:
     """``"unbounded"`` for ``aabb_scale > 1``, ``"object"`` for ``<= 1``, else ``"auto"``."""
     aabb_scale = meta.get("aabb_scale")
     if aabb_scale is None:
         return "auto"
-    return "unbounded" if float(aabb_scale) > 1 else "object"
+    return "unbounded" if json_number(aabb_scale, "aabb_scale", path) > 1 else "object"
 
 
 def parse_transforms_json(root: Path, filename: str = "transforms.json") -> Scene:
@@ -193,7 +247,7 @@ def parse_transforms_json(root: Path, filename: str = "transforms.json") -> Scen
     cameras = Cameras(c2w, torch.tensor(intrinsics, dtype=torch.float64),
                       torch.tensor(sizes, dtype=torch.int64),
                       torch.tensor(distortion, dtype=torch.float64))
-    hint = scene_kind_hint(meta)
+    hint = scene_kind_hint(meta, path)
     points, points_rgb = read_ply_points(meta, path)
     return Scene(name=root.name, root=root, format="transforms", image_paths=paths, images=[],
                  cameras=cameras, splits=_given_splits(meta, paths, path),
