@@ -343,13 +343,17 @@ def _open(run_dir: Path):
 
 @torch.no_grad()
 def _render(method, camera) -> _View:
-    """Render ``camera`` on white; colour un-composited, depth normalised by alpha (0 where not)."""
+    """Render ``camera`` on white; colour un-composited; depth the median depth where the method
+    renders one, else the expected depth normalised by alpha; 0 where not opaque."""
     out = method.render(camera, torch.ones(3))
     alpha = out["alpha"].detach().float().cpu()
     rgb = out["rgb"].detach().float().cpu()
     safe = alpha.clamp(min=1e-6)
     opaque = alpha > MIN_ALPHA
-    depth = torch.where(opaque, out["depth"].detach().float().cpu() / safe, torch.zeros_like(alpha))
+    if "median_depth" in out:        # NeRFs: robust to haze and floaters (see Method.render)
+        depth = torch.where(opaque, out["median_depth"].detach().float().cpu(), torch.zeros_like(alpha))
+    else:
+        depth = torch.where(opaque, out["depth"].detach().float().cpu() / safe, torch.zeros_like(alpha))
     rgb = ((rgb - (1.0 - alpha[..., None])) / safe[..., None]).clamp(0.0, 1.0)
     return _View(rgb, depth, alpha)
 

@@ -128,7 +128,11 @@ class Method(Protocol):
         """Work between backward and the optimizer step."""
 
     def render(self, camera: Cameras, background: Tensor) -> dict[str, Tensor]:
-        """Render one camera: rgb (H, W, 3), depth (H, W) along the ray, alpha (H, W)."""
+        """Render one camera: rgb (H, W, 3), depth (H, W) along the ray, alpha (H, W).
+
+        Optionally also ``median_depth`` (H, W): the distance at which the accumulated weight
+        reaches half of alpha (NeRF methods), which mesh export prefers to ``depth / alpha``.
+        """
 
     def density(self, xyz: Tensor) -> Tensor:
         """(N, 3) scene points -> (N,) density."""

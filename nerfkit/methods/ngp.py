@@ -19,6 +19,7 @@ from nerfkit.data.scene import Cameras
 from nerfkit.fields.ngp_field import NGPField
 from nerfkit.methods.base import RayBatch, SceneInfo
 from nerfkit.ops import composite
+from nerfkit.ops.compositing import median_depth
 from nerfkit.render.occupancy import OccupancyGrid
 
 
@@ -96,8 +97,12 @@ class NGP(nn.Module):
             rgbs = torch.cat([p[1] for p in parts])
         out = composite(sigmas, rgbs, t_starts, t_ends, ray_indices, origins.shape[0])
         rgb = out.rgb + background * (1.0 - out.alpha).unsqueeze(-1)
-        return {"rgb": rgb, "depth": out.depth, "alpha": out.alpha,
-                "samples": torch.tensor(ray_indices.numel())}
+        result = {"rgb": rgb, "depth": out.depth, "alpha": out.alpha,
+                  "samples": torch.tensor(ray_indices.numel())}
+        if not torch.is_grad_enabled():      # rendering: also the median depth (mesh export)
+            result["median_depth"] = median_depth(out.weights, t_starts, t_ends, ray_indices,
+                                                  out.alpha, origins.shape[0])
+        return result
 
     def _query_chunks(self, values: Tensor) -> tuple[Tensor, ...]:
         """Split (S, ...) along S into chunks of at most ``max_points_per_query`` (at least one)."""
@@ -128,7 +133,7 @@ class NGP(nn.Module):
         ids = torch.zeros(pixels.shape[0], dtype=torch.int64)
         origins, directions = generate_rays(camera, ids, pixels)
         device = self.field.aabb.device
-        parts: dict[str, list[Tensor]] = {"rgb": [], "depth": [], "alpha": []}
+        parts: dict[str, list[Tensor]] = {"rgb": [], "depth": [], "alpha": [], "median_depth": []}
         for start in range(0, origins.shape[0], self.config.render_chunk):
             o = origins[start:start + self.config.render_chunk].to(device)
             d = directions[start:start + self.config.render_chunk].to(device)
@@ -137,7 +142,8 @@ class NGP(nn.Module):
                 parts[key].append(out[key].cpu())
         return {"rgb": torch.cat(parts["rgb"]).view(height, width, 3),
                 "depth": torch.cat(parts["depth"]).view(height, width),
-                "alpha": torch.cat(parts["alpha"]).view(height, width)}
+                "alpha": torch.cat(parts["alpha"]).view(height, width),
+                "median_depth": torch.cat(parts["median_depth"]).view(height, width)}
 
     def density(self, xyz: Tensor) -> Tensor:
         return self.field.density(xyz)

@@ -50,6 +50,34 @@ def render_weights(sigmas: Tensor, t_starts: Tensor, t_ends: Tensor, ray_indices
     return transmittance * alphas, transmittance
 
 
+def median_depth(weights: Tensor, t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor, alpha: Tensor,
+                 n_rays: int) -> Tensor:
+    """Per-ray median distance: the midpoint of the first sample at which the accumulated weight
+    reaches half of the ray's ``alpha`` (0 for rays with no weight).
+
+    Unlike the expected depth ``sum w_i t_i / alpha``, it is not pulled off the surface by thin haze
+    or floaters that hold a little of the weight (nerfstudio's ``median`` depth renderer).
+
+    Args:
+        weights, t_starts, t_ends, ray_indices: (S,) packed samples, sorted front to back per ray.
+        alpha: (R,) accumulated weight per ray.
+    Returns:
+        (R,) distance along the unit ray.
+    """
+    depth = torch.zeros(n_rays, dtype=t_starts.dtype, device=t_starts.device)
+    if weights.numel() == 0:
+        return depth
+    accumulated = exclusive_segment_sum(weights, ray_indices, n_rays) + weights      # inclusive
+    reached = (accumulated >= 0.5 * alpha[ray_indices]) & (alpha[ray_indices] > 0)
+    index = torch.arange(weights.numel(), device=weights.device)
+    first = torch.full((n_rays,), weights.numel(), dtype=torch.long, device=weights.device)
+    first = first.scatter_reduce(0, ray_indices[reached], index[reached], reduce="amin")
+    found = first < weights.numel()
+    mids = 0.5 * (t_starts + t_ends)
+    depth[found] = mids[first[found]]
+    return depth
+
+
 def composite_ref(sigmas: Tensor, rgbs: Tensor, t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor,
                   n_rays: int) -> Composited:
     """Pure-PyTorch twin of :func:`composite`."""

@@ -229,3 +229,24 @@ def test_exclusive_segment_sum_of_nothing_and_of_a_single_ray():
     assert exclusive_segment_sum(torch.zeros(0), torch.zeros(0, dtype=torch.int64), 3).shape == (0,)
     got = exclusive_segment_sum(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2, 2, 2]), 3)
     torch.testing.assert_close(got, torch.tensor([0.0, 1.0, 3.0]))
+
+
+def test_median_depth_is_where_half_the_weight_is_reached_and_ignores_haze():
+    from nerfkit.ops.compositing import composite_ref, median_depth
+
+    # ray 0: thin haze at t = 1..3 (little weight), then an opaque surface at t = 5
+    # ray 1: no samples; ray 2: one opaque sample at t = 2
+    t_starts = torch.tensor([1.0, 2.0, 3.0, 4.9, 5.1, 1.9], dtype=torch.float64)
+    t_ends = t_starts + torch.tensor([1.0, 1.0, 1.0, 0.2, 0.2, 0.2], dtype=torch.float64)
+    sigmas = torch.tensor([0.05, 0.05, 0.05, 50.0, 50.0, 50.0], dtype=torch.float64)
+    rays = torch.tensor([0, 0, 0, 0, 0, 2])
+    rgbs = torch.zeros(6, 3, dtype=torch.float64)
+    out = composite_ref(sigmas, rgbs, t_starts, t_ends, rays, 3)
+    median = median_depth(out.weights, t_starts, t_ends, rays, out.alpha, 3)
+    assert median[0] == 5.0 and median[1] == 0.0 and median[2] == 2.0
+    expected = out.depth[0] / out.alpha[0]
+    assert expected < 4.85                       # the expected depth is pulled towards the haze
+    # the sample where the accumulated weight first reaches half of alpha, by brute force
+    accumulated = torch.cumsum(out.weights[:5], 0)
+    first = int(torch.nonzero(accumulated >= 0.5 * out.alpha[0])[0])
+    assert median[0] == 0.5 * (t_starts[first] + t_ends[first])
