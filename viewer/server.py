@@ -215,8 +215,9 @@ class ViewerServer:
         self._schedule.forget(client.client_id)
 
     def _camera_moved(self, client_id: int, camera: viser.CameraHandle) -> None:
-        snapshot = _Camera(pose_to_matrix(camera.wxyz, camera.position), float(camera.fov),
-                           float(camera.aspect))
+        snapshot = _valid_camera(camera)
+        if snapshot is None:                 # a broken or hostile client: keep its last good camera
+            return
         with self._lock:
             self._cameras[client_id] = snapshot
         self._schedule.invalidate(client_id)
@@ -300,3 +301,26 @@ def _frustum_scale(views: list[TrainingView], crop_box: np.ndarray) -> float:
             return 0.1 * spread
     box = np.asarray(crop_box, dtype=np.float64)
     return 0.1 * float(np.max(box[1] - box[0]))
+
+
+MAX_ASPECT = 100.0
+"""Browser cameras with a wider or taller aspect ratio than this are ignored."""
+
+
+def _valid_camera(camera: viser.CameraHandle) -> _Camera | None:
+    """The camera a client reported, or None when it cannot be drawn (non-finite pose, a zero
+    quaternion, a field of view outside (0, pi), a non-positive or absurd image size)."""
+    try:
+        wxyz = np.asarray(camera.wxyz, dtype=np.float64)
+        position = np.asarray(camera.position, dtype=np.float64)
+        fov, aspect = float(camera.fov), float(camera.aspect)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    if wxyz.shape != (4,) or position.shape != (3,):
+        return None
+    if not (np.isfinite(wxyz).all() and np.isfinite(position).all() and np.linalg.norm(wxyz) > 1e-6):
+        return None
+    if not (0.0 < fov < np.pi and 1.0 / MAX_ASPECT <= aspect <= MAX_ASPECT):
+        return None
+    return _Camera(pose_to_matrix(wxyz, position), fov, aspect)
+
