@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -135,16 +136,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    try:
-        commands = {"train": _train, "eval": _eval, "render": _render, "export": _export, "process": _process,
-                    "view": _view}
-        return commands[args.command](args)
-    except NerfkitError as error:
-        message = str(error).replace("\r", "\\r").replace("\n", "\\n")   # one line, always
-        print(f"nerfkit: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    commands = {"train": _train, "eval": _eval, "render": _render, "export": _export, "process": _process,
+                "view": _view}
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return commands[args.command](args)
+        except NerfkitError as error:
+            print(f"nerfkit: error: {_one_line(error)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
+        except RuntimeError as error:                   # torch.OutOfMemoryError included
+            from nerfkit.train_guard import is_out_of_memory
+
+            if not is_out_of_memory(error):
+                raise
+            print(f"nerfkit: error: 'nerfkit {args.command}' ran out of memory ({_one_line(error)[:120]}): "
+                  f"close other programs, or ask for less (a smaller --resolution or --max-views for "
+                  f"export mesh, --downscale for the scene)", file=sys.stderr)
+            return 2
+
+
+def _one_line(error: BaseException | Warning | str) -> str:
+    return str(error).replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one ``nerfkit: warning:`` line each (no source line, no file name)."""
+    print(f"nerfkit: warning: {_one_line(message)}", file=sys.stderr)
 
 
 def _settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:

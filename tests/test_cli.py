@@ -117,3 +117,29 @@ def test_no_scene_uses_the_demo_scene(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert calls and "demo scene" in out and "results:" in out
     assert Path(tmp_path / "cache").exists()
+
+
+def test_out_of_memory_and_warnings_are_one_line_each(monkeypatch, capsys):
+    import warnings
+
+    import torch
+
+    from nerfkit import cli
+
+    def exhausted(args):
+        warnings.warn("a damaged checkpoint was skipped:\nsecond line")
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    monkeypatch.setattr(cli, "_eval", exhausted)
+    assert main(["eval", "somewhere"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("nerfkit: warning: a damaged checkpoint was skipped")
+    assert lines[1].startswith("nerfkit: error: 'nerfkit eval' ran out of memory") and "--downscale" in lines[1]
+
+    def broken(args):
+        raise RuntimeError("an ordinary bug")
+
+    monkeypatch.setattr(cli, "_eval", broken)
+    with pytest.raises(RuntimeError, match="ordinary bug"):       # real bugs keep their traceback
+        main(["eval", "somewhere"])
