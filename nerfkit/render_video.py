@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nerfkit.errors import NerfkitError
+from nerfkit.runs import atomic_path
 
 if TYPE_CHECKING:         # torch, scipy and the methods load on use: `nerfkit --help` stays quick
     from torch import Tensor
@@ -66,27 +65,24 @@ def render_path_video(method: Method, scene: Scene, camera_path: CameraPath, out
     width, height = even_size(camera_path.width, camera_path.height)
     frames = interpolate_path(camera_path)
     cameras = path_cameras(frames, scene.world_to_scene, width, height)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temp = output.parent / f".{output.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{VIDEO_SUFFIX}"
-    writer = imageio_ffmpeg.write_frames(
-        str(temp), (width, height), fps=camera_path.fps, codec="libx264", pix_fmt_in="rgb24",
-        pix_fmt_out="yuv420p", quality=None, macro_block_size=2, ffmpeg_log_level="error",
-        output_params=["-crf", CRF, "-movflags", "+faststart"])
     was_training = bool(getattr(method, "training", False))
     if hasattr(method, "eval"):
         method.eval()
     try:
-        writer.send(None)                                    # starts ffmpeg
-        with torch.no_grad():
-            for index in tqdm(range(len(cameras)), desc="render", unit="frame", disable=not progress):
-                rgb = method.render(cameras[index], colour)["rgb"]
-                writer.send(_to_bytes(rgb, width, height))
-        writer.close()
-        os.replace(temp, output)
-    except BaseException:
-        writer.close()
-        temp.unlink(missing_ok=True)
-        raise
+        with atomic_path(output, suffix=VIDEO_SUFFIX) as temp:
+            writer = imageio_ffmpeg.write_frames(
+                str(temp), (width, height), fps=camera_path.fps, codec="libx264", pix_fmt_in="rgb24",
+                pix_fmt_out="yuv420p", quality=None, macro_block_size=2, ffmpeg_log_level="error",
+                output_params=["-crf", CRF, "-movflags", "+faststart"])
+            try:
+                writer.send(None)                            # starts ffmpeg
+                with torch.no_grad():
+                    for index in tqdm(range(len(cameras)), desc="render", unit="frame",
+                                      disable=not progress):
+                        rgb = method.render(cameras[index], colour)["rgb"]
+                        writer.send(_to_bytes(rgb, width, height))
+            finally:
+                writer.close()
     finally:
         if was_training and hasattr(method, "train"):
             method.train()

@@ -119,32 +119,43 @@ def _run_start_key(run_dir: Path) -> tuple[datetime, int]:
 
 
 @contextlib.contextmanager
-def atomic_write(path: Path) -> Iterator[IO[bytes]]:
-    """Open a temp file next to ``path`` for binary writing; on success it replaces ``path``.
+def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
+    """A temp path next to ``path`` to write to (by this process or another, e.g. ffmpeg); on
+    success the file there replaces ``path``.
 
-    The temp file is ``.<name>.tmp-<pid>-<random>`` in the same folder (so the rename stays on one
-    file system and never matches ``step-NNNNNNN.pt``). On leaving the block it is flushed,
-    fsync'ed and renamed over ``path``; if the block raises, the temp file is removed, ``path`` is
-    untouched and the exception propagates. The parent folder is created when missing.
+    The temp file is ``.<name>.tmp-<pid>-<random><suffix>`` in the same folder (so the rename stays
+    on one file system and never matches ``step-NNNNNNN.pt``; ``suffix`` keeps an extension that
+    a writer reads the format from). On leaving the block the file is fsync'ed and renamed over
+    ``path``; if the block raises, the temp file is removed, ``path`` is untouched and the
+    exception propagates. The parent folder is created when missing.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}"
+    try:
+        yield temp
+        descriptor = os.open(temp, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path) -> Iterator[IO[bytes]]:
+    """Open a temp file next to ``path`` for binary writing; on success it replaces ``path``
+    (see :func:`atomic_path`: fsync'ed, renamed; removed again if the block raises).
 
     >>> with atomic_write(Path("metrics.json")) as f:  # doctest: +SKIP
     ...     f.write(b"{}")
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    file = open(temp, "xb")  # noqa: SIM115 - closed below on every path
-    try:
+    with atomic_path(path) as temp, open(temp, "xb") as file:
         yield file
-        file.flush()
-        os.fsync(file.fileno())
-        file.close()
-        os.replace(temp, path)
-    except BaseException:
-        file.close()
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
 
 
 def _fsync_folder(folder: Path) -> None:
