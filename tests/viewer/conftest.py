@@ -16,10 +16,9 @@ def viewer_run(tiny_demo, tmp_path_factory):
     from nerfkit.runs import resolve_run
 
     output = tmp_path_factory.mktemp("viewer-runs")
-    args = tiny_train_args(tiny_demo, output, "--max-steps", str(VIEWER_RUN_STEPS))
     # One torch thread: on a shared 2-core machine two OpenMP threads can be 5x slower, and the
     # viewer subprocess (which reads the run's config) then shares the cores with the browser.
-    args[args.index("--threads") + 1] = "1"
+    args = tiny_train_args(tiny_demo, output, "--max-steps", str(VIEWER_RUN_STEPS), threads=1)
     threads = torch.get_num_threads()
     try:
         assert main(args) == 0

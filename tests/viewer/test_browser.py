@@ -8,6 +8,7 @@ written to docs/viewer.png (the README shows it).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import os
@@ -69,10 +70,19 @@ def _start(args: list[str]) -> tuple[subprocess.Popen, str]:
     raise AssertionError(f"nerfkit printed no viewer URL: {''.join(output)}")
 
 
-def _browser(playwright, tmp_path: Path):
-    return playwright.chromium.launch_persistent_context(
-        str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-        headless=True, viewport=VIEWPORT)
+@contextlib.contextmanager
+def _page(url: str, tmp_path: Path):
+    """A headless-chromium page (fresh profile under ``tmp_path``) opened at ``url``."""
+    with _playwright()() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+            headless=True, viewport=VIEWPORT)
+        try:
+            page = context.new_page()
+            page.goto(url)
+            yield page
+        finally:
+            context.close()
 
 
 def _save_screenshot(page, cameras) -> None:
@@ -122,40 +132,33 @@ def _wait_for(page, condition, what: str) -> np.ndarray:
 
 @pytest.mark.timeout(300)
 def test_browser_shows_the_scene_and_follows_the_camera(viewer_run, tmp_path):
-    sync_playwright = _playwright()
     process, url = _start(["view", str(viewer_run), "--port", "0"])
     try:
-        with sync_playwright() as playwright:
-            context = _browser(playwright, tmp_path)
-            try:
-                page = context.new_page()
-                page.goto(url)
-                page.wait_for_selector("canvas", timeout=WAIT_SECONDS * 1000)
-                # Hide the training frustums (their thumbnails are pictures too): what is left on the
-                # canvas is the viewer's render alone, white background when nothing was drawn.
-                cameras = page.get_by_label("Training cameras")
-                cameras.wait_for(timeout=WAIT_SECONDS * 1000)
-                assert cameras.is_checked()
-                cameras.uncheck()
-                before = _wait_for(page, lambda p: _scene_fraction(p) > 0.10, "the rendered scene")
-                # Blank or background-only canvases have almost no variation; the scene has plenty.
-                assert before.std() > 20.0, before.std()
-                page.get_by_text("finished run").wait_for(timeout=WAIT_SECONDS * 1000)
-                page.get_by_text(re.compile(r"viewer: \d+x\d+ px")).wait_for(timeout=WAIT_SECONDS * 1000)
-                if os.environ.get("NERFKIT_SAVE_SCREENSHOT") == "1":
-                    _save_screenshot(page, cameras)
-                before = _picture(page)
+        with _page(url, tmp_path) as page:
+            page.wait_for_selector("canvas", timeout=WAIT_SECONDS * 1000)
+            # Hide the training frustums (their thumbnails are pictures too): what is left on the
+            # canvas is the viewer's render alone, white background when nothing was drawn.
+            cameras = page.get_by_label("Training cameras")
+            cameras.wait_for(timeout=WAIT_SECONDS * 1000)
+            assert cameras.is_checked()
+            cameras.uncheck()
+            before = _wait_for(page, lambda p: _scene_fraction(p) > 0.10, "the rendered scene")
+            # Blank or background-only canvases have almost no variation; the scene has plenty.
+            assert before.std() > 20.0, before.std()
+            page.get_by_text("finished run").wait_for(timeout=WAIT_SECONDS * 1000)
+            page.get_by_text(re.compile(r"viewer: \d+x\d+ px")).wait_for(timeout=WAIT_SECONDS * 1000)
+            if os.environ.get("NERFKIT_SAVE_SCREENSHOT") == "1":
+                _save_screenshot(page, cameras)
+            before = _picture(page)
 
-                centre_x = SCENE_CLIP["x"] + SCENE_CLIP["width"] / 2
-                centre_y = SCENE_CLIP["y"] + SCENE_CLIP["height"] / 2
-                page.mouse.move(centre_x, centre_y)
-                page.mouse.down()
-                page.mouse.move(centre_x + 180, centre_y + 40, steps=12)
-                page.mouse.up()
-                after = _wait_for(page, lambda p: np.abs(p - before).mean() > 6.0, "a new view after the drag")
-                assert _scene_fraction(after) > 0.05, "the scene vanished after the drag"
-            finally:
-                context.close()
+            centre_x = SCENE_CLIP["x"] + SCENE_CLIP["width"] / 2
+            centre_y = SCENE_CLIP["y"] + SCENE_CLIP["height"] / 2
+            page.mouse.move(centre_x, centre_y)
+            page.mouse.down()
+            page.mouse.move(centre_x + 180, centre_y + 40, steps=12)
+            page.mouse.up()
+            after = _wait_for(page, lambda p: np.abs(p - before).mean() > 6.0, "a new view after the drag")
+            assert _scene_fraction(after) > 0.05, "the scene vanished after the drag"
     finally:
         code = _stop(process)
     assert code == 0, f"nerfkit view exited with {code} after Ctrl-C"
@@ -169,33 +172,24 @@ def _shown_step(page) -> int:
 @pytest.mark.timeout(300)
 def test_browser_watches_training_and_pauses_it(tiny_demo, tmp_path):
     """`nerfkit train` serves the viewer: live stats, frames drawn while training, pause/resume."""
-    sync_playwright = _playwright()
-    args = [a for a in tiny_train_args(tiny_demo, tmp_path / "out", "--max-steps", "100000", "--port", "0")
-            if a != "--no-viewer"]
-    args[args.index("--threads") + 1] = "1"
-    process, url = _start(args)
+    process, url = _start(tiny_train_args(tiny_demo, tmp_path / "out", "--max-steps", "100000", "--port", "0",
+                                          threads=1, viewer=True))
     try:
-        with sync_playwright() as playwright:
-            context = _browser(playwright, tmp_path)
-            try:
-                page = context.new_page()
-                page.goto(url)
-                page.get_by_text(re.compile(r"viewer: \d+x\d+ px")).wait_for(timeout=WAIT_SECONDS * 1000)
-                first = _shown_step(page)
-                page.wait_for_function(f"() => /step ([0-9,]+)/.exec(document.body.innerText) && "
-                                       f"parseInt(/step ([0-9,]+)/.exec(document.body.innerText)[1]"
-                                       f".replace(/,/g, '')) > {first}", timeout=WAIT_SECONDS * 1000)
-                page.get_by_role("button", name="Pause training").click()
-                page.get_by_text("paused").first.wait_for(timeout=WAIT_SECONDS * 1000)
-                page.wait_for_timeout(1000)
-                held = _shown_step(page)
-                page.wait_for_timeout(2000)
-                assert _shown_step(page) == held, "training went on while paused"
-                page.get_by_role("button", name="Resume training").click()
-                page.wait_for_function(f"() => parseInt(/step ([0-9,]+)/.exec(document.body.innerText)[1]"
-                                       f".replace(/,/g, '')) > {held}", timeout=WAIT_SECONDS * 1000)
-            finally:
-                context.close()
+        with _page(url, tmp_path) as page:
+            page.get_by_text(re.compile(r"viewer: \d+x\d+ px")).wait_for(timeout=WAIT_SECONDS * 1000)
+            first = _shown_step(page)
+            page.wait_for_function(f"() => /step ([0-9,]+)/.exec(document.body.innerText) && "
+                                   f"parseInt(/step ([0-9,]+)/.exec(document.body.innerText)[1]"
+                                   f".replace(/,/g, '')) > {first}", timeout=WAIT_SECONDS * 1000)
+            page.get_by_role("button", name="Pause training").click()
+            page.get_by_text("paused").first.wait_for(timeout=WAIT_SECONDS * 1000)
+            page.wait_for_timeout(1000)
+            held = _shown_step(page)
+            page.wait_for_timeout(2000)
+            assert _shown_step(page) == held, "training went on while paused"
+            page.get_by_role("button", name="Resume training").click()
+            page.wait_for_function(f"() => parseInt(/step ([0-9,]+)/.exec(document.body.innerText)[1]"
+                                   f".replace(/,/g, '')) > {held}", timeout=WAIT_SECONDS * 1000)
     finally:
         code = _stop(process)
     assert code == 130, f"Ctrl-C during training should exit 130 (checkpoint saved), got {code}"

@@ -70,10 +70,8 @@ def _send_all(url: str, messages: list, rng: random.Random) -> int:
 def test_hostile_clients_never_stop_training(tiny_demo, tmp_path):
     pytest.importorskip("websockets")
     output = tmp_path / "out"
-    args = [a for a in tiny_train_args(tiny_demo, output, "--max-steps", str(STEPS), "--port", "0")
-            if a != "--no-viewer"]
-    args[args.index("--threads") + 1] = "1"
-    process, url = _start(args)
+    process, url = _start(tiny_train_args(tiny_demo, output, "--max-steps", str(STEPS), "--port", "0",
+                                          threads=1, viewer=True))
     try:
         assert re.match(r"http://(127\.0\.0\.1|localhost):\d+", url), url    # local only by default
         rng = random.Random(0)

@@ -115,9 +115,7 @@ def test_view_and_train_flag_mistakes(tmp_path, capsys):
 
 
 def test_train_with_the_viewer_on_finishes_and_says_how_to_view(tiny_demo, tmp_path, capsys):
-    args = [a for a in tiny_train_args(tiny_demo, tmp_path, "--max-steps", "3", "--port", "0")
-            if a != "--no-viewer"]
-    args[args.index("--threads") + 1] = "1"     # a shared 2-core machine: one thread is faster
+    args = tiny_train_args(tiny_demo, tmp_path, "--max-steps", "3", "--port", "0", threads=1, viewer=True)
     threads = torch.get_num_threads()
     try:
         assert main(args) == 0
