@@ -10,7 +10,7 @@ import numpy as np
 
 from nerfkit.data.sampler import background_color, image_on_background
 from nerfkit.data.scene import Scene
-from nerfkit.methods.base import Method
+from nerfkit.methods.base import Method, inference
 from nerfkit.metrics import psnr, ssim
 from nerfkit.visualize import colorize_depth, save_image, to_uint8
 
@@ -30,24 +30,20 @@ def evaluate_split(method: Method, scene: Scene, split: str = "test", background
     if limit > 0:
         indices = indices[:limit]
     bg = background_color(background, 1)[0]
-    was_training = getattr(method, "training", False)
-    if hasattr(method, "eval"):
-        method.eval()
     per_image, start = [], time.perf_counter()
-    for index in indices:
-        out = method.render(scene.cameras[index], bg)
-        pred = out["rgb"].clamp(0.0, 1.0)
-        target = image_on_background(scene, index, bg)
-        name = Path(scene.image_paths[index]).stem if scene.image_paths else f"{index:05d}"
-        per_image.append({"name": name, "index": index, "psnr": psnr(pred, target),
-                          "ssim": ssim(pred, target)})
-        if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            save_image(out_dir / f"{name}.png", to_uint8(pred))
-            save_image(out_dir / f"{name}_depth.png", colorize_depth(out["depth"], out["alpha"]))
-            save_image(out_dir / f"{name}_gt.png", to_uint8(target))
-    if was_training and hasattr(method, "train"):
-        method.train()
+    with inference(method):
+        for index in indices:
+            out = method.render(scene.cameras[index], bg)
+            pred = out["rgb"].clamp(0.0, 1.0)
+            target = image_on_background(scene, index, bg)
+            name = Path(scene.image_paths[index]).stem if scene.image_paths else f"{index:05d}"
+            per_image.append({"name": name, "index": index, "psnr": psnr(pred, target),
+                              "ssim": ssim(pred, target)})
+            if out_dir is not None:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                save_image(out_dir / f"{name}.png", to_uint8(pred))
+                save_image(out_dir / f"{name}_depth.png", colorize_depth(out["depth"], out["alpha"]))
+                save_image(out_dir / f"{name}_gt.png", to_uint8(target))
     elapsed = time.perf_counter() - start
     return {
         "split": split,

@@ -53,10 +53,10 @@ def render_path_video(method: Method, scene: Scene, camera_path: CameraPath, out
         ``camera_path.fps``.
     """
     import imageio_ffmpeg
-    import torch
     from tqdm import tqdm
 
     from nerfkit.camera_path import interpolate_path, path_cameras
+    from nerfkit.methods.base import inference
 
     output = Path(output)
     if output.suffix.lower() != VIDEO_SUFFIX:
@@ -65,27 +65,19 @@ def render_path_video(method: Method, scene: Scene, camera_path: CameraPath, out
     width, height = even_size(camera_path.width, camera_path.height)
     frames = interpolate_path(camera_path)
     cameras = path_cameras(frames, scene.world_to_scene, width, height)
-    was_training = bool(getattr(method, "training", False))
-    if hasattr(method, "eval"):
-        method.eval()
-    try:
-        with atomic_path(output, suffix=VIDEO_SUFFIX) as temp:
-            writer = imageio_ffmpeg.write_frames(
-                str(temp), (width, height), fps=camera_path.fps, codec="libx264", pix_fmt_in="rgb24",
-                pix_fmt_out="yuv420p", quality=None, macro_block_size=2, ffmpeg_log_level="error",
-                output_params=["-crf", CRF, "-movflags", "+faststart"])
-            try:
-                writer.send(None)                            # starts ffmpeg
-                with torch.no_grad():
-                    for index in tqdm(range(len(cameras)), desc="render", unit="frame",
-                                      disable=not progress):
-                        rgb = method.render(cameras[index], colour)["rgb"]
-                        writer.send(_to_bytes(rgb, width, height))
-            finally:
-                writer.close()
-    finally:
-        if was_training and hasattr(method, "train"):
-            method.train()
+    with atomic_path(output, suffix=VIDEO_SUFFIX) as temp:
+        writer = imageio_ffmpeg.write_frames(
+            str(temp), (width, height), fps=camera_path.fps, codec="libx264", pix_fmt_in="rgb24",
+            pix_fmt_out="yuv420p", quality=None, macro_block_size=2, ffmpeg_log_level="error",
+            output_params=["-crf", CRF, "-movflags", "+faststart"])
+        try:
+            writer.send(None)                                # starts ffmpeg
+            with inference(method):
+                for index in tqdm(range(len(cameras)), desc="render", unit="frame", disable=not progress):
+                    rgb = method.render(cameras[index], colour)["rgb"]
+                    writer.send(_to_bytes(rgb, width, height))
+        finally:
+            writer.close()
     return output
 
 

@@ -82,20 +82,11 @@ def start_viewer(method: Method, scene: Scene, run_dir: Path, host: str, port: i
 def _video_renderer(method: Method, scene: Scene) -> Callable[[Path], Path]:
     """``camera-path JSON -> mp4`` next to it, for the viewer's 'Render video' button."""
     def render(path_file: Path) -> Path:
-        import torch
-
         from nerfkit.camera_path import load_camera_path
         from nerfkit.render_video import render_path_video
 
-        was_training = bool(getattr(method, "training", False))
-        method.eval()
-        try:
-            with torch.no_grad():
-                return render_path_video(method, scene, load_camera_path(path_file),
-                                         path_file.with_suffix(".mp4"), progress=False)
-        finally:
-            if was_training:
-                method.train()
+        return render_path_video(method, scene, load_camera_path(path_file),
+                                 path_file.with_suffix(".mp4"), progress=False)
     return render
 
 

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from nerfkit.data.sampler import image_on_background
 from nerfkit.data.scene import Cameras, Scene
-from nerfkit.methods.base import Method
+from nerfkit.methods.base import Method, inference
 from nerfkit.viewer.camera_math import z_depth_from_ray_distance
 from nerfkit.viewer.types import RenderResult, TrainingView, ViewRequest
 
@@ -43,17 +44,9 @@ class MethodRenderer:
         self.method = method
 
     def __call__(self, request: ViewRequest) -> RenderResult:
-        method = self.method
-        was_training = bool(getattr(method, "training", False))
         background = torch.tensor(request.background, dtype=torch.float32)
-        try:
-            if hasattr(method, "eval"):
-                method.eval()
-            with torch.no_grad():
-                out = method.render(request_camera(request), background)
-        finally:
-            if was_training and hasattr(method, "train"):
-                method.train()
+        with inference(self.method):
+            out = self.method.render(request_camera(request), background)
         rgb = out["rgb"].float().clamp(0, 1).cpu().numpy()
         alpha = out["alpha"].float().clamp(0, 1).cpu().numpy()
         distance = (out["depth"].float() / out["alpha"].float().clamp(min=1e-6)).cpu().numpy()
@@ -111,10 +104,7 @@ def training_views(scene: Scene, split: str = "train") -> list[TrainingView]:
         camera = scene.cameras[index]
         width, height = (int(v) for v in camera.sizes[0])
         fy = float(camera.intrinsics[0, 1])
-        image = scene.images[index]
-        if image.shape[2] == 4:
-            alpha = image[..., 3:4].astype(np.float32) / 255.0
-            image = (image[..., :3] * alpha + 255.0 * (1 - alpha)).astype(np.uint8)
+        image = (image_on_background(scene, index, torch.ones(3)) * 255.0).round().to(torch.uint8).numpy()
         thumb_height = min(THUMBNAIL_HEIGHT, height)
         thumb_width = max(1, round(width * thumb_height / height))
         thumbnail = np.asarray(Image.fromarray(image).resize((thumb_width, thumb_height), Image.BILINEAR))

@@ -54,9 +54,6 @@ MIN_ALPHA = 0.5
 MIN_POINT_OPACITY = 0.1
 """Gaussians less opaque than this are left out of a splat run's point cloud."""
 
-SH_C0 = 0.28209479177387814
-"""The degree-0 real spherical harmonic, 1 / (2 sqrt(pi)): colour = SH_C0 * sh0 + 0.5."""
-
 VIEW_SETS = ("train", "all")
 
 
@@ -257,6 +254,8 @@ def export_pointcloud(run: Path, output: Path | None = None, max_points: int = 1
 def _gaussian_points(gaussians) -> tuple[Tensor, Tensor]:
     """Centres (P, 3) float64 scene coordinates and degree-0 colours (P, 3) in [0, 1] of the
     Gaussians with opacity >= MIN_POINT_OPACITY."""
+    from nerfkit.methods.splat import SH_C0      # colour = SH_C0 * sh0 + 0.5
+
     with torch.no_grad():
         opaque = torch.sigmoid(gaussians["opacities"].detach().float().cpu()) >= MIN_POINT_OPACITY
         means = gaussians["means"].detach().cpu().double()[opaque]

@@ -15,6 +15,8 @@ finished run can be re-created from its folder). Per training step the trainer c
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, runtime_checkable
 
@@ -136,3 +138,20 @@ class Method(Protocol):
 
     def density(self, xyz: Tensor) -> Tensor:
         """(N, 3) scene points -> (N,) density."""
+
+
+@contextlib.contextmanager
+def inference(method: Any) -> Iterator[None]:
+    """Render ``method`` outside training: eval mode and no gradients inside the block, the
+    module's training mode restored afterwards (also when the block raises), so it may run between
+    training steps."""
+    was_training = bool(getattr(method, "training", False))
+    if hasattr(method, "eval"):
+        method.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if was_training and hasattr(method, "train"):
+            method.train()
+
