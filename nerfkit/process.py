@@ -17,12 +17,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from nerfkit.errors import NerfkitError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 MATCHERS = ("auto", "exhaustive", "sequential")
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
 EXHAUSTIVE_LIMIT = 200          # auto matching: exhaustive up to this many images
+MAPPING_ATTEMPTS = 3            # incremental mapping runs (new seeds) before a collapsed result is an error
+COLLAPSE_RATIO = 1e-4           # cameras spread less than this x the 3D points: a collapsed reconstruction
 
 
 @dataclass
@@ -136,11 +140,21 @@ def process(source: Path, out: Path, options: ProcessOptions,
             pairing.overlap = 10
             pycolmap.match_sequential(database, pairing_options=pairing)
     with stage("mapping"):
-        mapping = pycolmap.IncrementalPipelineOptions()
-        mapping.random_seed = options.seed
         models_dir = colmap_dir / "sparse"
-        models_dir.mkdir(exist_ok=True)
-        models = pycolmap.incremental_mapping(database, images_dir, models_dir, options=mapping)
+        for attempt in range(MAPPING_ATTEMPTS):
+            shutil.rmtree(models_dir, ignore_errors=True)
+            models_dir.mkdir()
+            mapping = pycolmap.IncrementalPipelineOptions()
+            mapping.random_seed = options.seed + attempt
+            models = pycolmap.incremental_mapping(database, images_dir, models_dir, options=mapping)
+            if not models or not _model_collapsed(max(models.values(), key=lambda m: m.num_reg_images())):
+                break
+            log(f"mapping attempt {attempt + 1} collapsed (most cameras at one point): mapping again "
+                "with another random seed")
+        else:
+            raise NerfkitError(f"COLMAP's reconstruction of '{images_dir}' collapsed (most cameras at one "
+                               f"point) in {MAPPING_ATTEMPTS} attempts: move the camera between photos "
+                               "rather than only turning it, so that they show parallax")
     report.models = len(models)
     if not models:
         raise NerfkitError(f"COLMAP could not register any of the {len(names)} images in '{images_dir}': "
@@ -174,6 +188,24 @@ def process(source: Path, out: Path, options: ProcessOptions,
         log("tip: images that did not register are skipped in training; more overlap or --matcher exhaustive "
             "may bring them in")
     return report
+
+
+def collapsed_cameras(centres: np.ndarray, points: np.ndarray) -> bool:
+    """True when a reconstruction put most cameras at one point (a degenerate COLMAP solution,
+    seen now and then with multithreaded mapping): the median distance of the (C, 3) camera centres
+    from their median is below :data:`COLLAPSE_RATIO` times that of the (P, 3) 3D points."""
+    if len(centres) < 3 or len(points) == 0:
+        return False
+    camera_spread = np.median(np.linalg.norm(centres - np.median(centres, axis=0), axis=1))
+    point_spread = np.median(np.linalg.norm(points - np.median(points, axis=0), axis=1))
+    return bool(camera_spread < COLLAPSE_RATIO * point_spread)
+
+
+def _model_collapsed(model) -> bool:
+    """:func:`collapsed_cameras` of a pycolmap reconstruction."""
+    centres = np.array([model.images[i].projection_center() for i in model.reg_image_ids()]).reshape(-1, 3)
+    points = np.array([point.xyz for point in model.points3D.values()]).reshape(-1, 3)
+    return collapsed_cameras(centres, points)
 
 
 class _Stages:

@@ -129,3 +129,53 @@ def test_output_inside_the_input_is_refused(tmp_path, capsys):
     source.mkdir()
     assert main(["process", str(source), str(source / "scene")]) == 2
     assert "inside the input" in capsys.readouterr().err
+
+
+def test_collapsed_cameras_are_told_apart_from_real_captures():
+    from nerfkit.process import collapsed_cameras
+
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(2000, 3))                               # the scene, spread ~1
+    angles = np.linspace(0, 2 * np.pi, 60, endpoint=False)
+    orbit = np.stack([4 * np.cos(angles), 4 * np.sin(angles), np.full(60, 1.0)], axis=1)
+    assert not collapsed_cameras(orbit, points)
+    # a forward-facing capture: a 5 cm baseline before a scene 50 units away and 10 units wide
+    forward = np.stack([np.linspace(0, 0.05, 30), np.zeros(30), np.zeros(30)], axis=1)
+    assert not collapsed_cameras(forward, 10 * points + [0, 0, 50])
+    # what COLMAP returned once for the demo photos: 50 of 60 cameras at one point (1e-5 apart)
+    collapsed = np.concatenate([orbit[:10], [0.59, -0.24, -0.70] + 1e-5 * rng.normal(size=(50, 3))])
+    assert collapsed_cameras(collapsed, 12 * points)
+    assert not collapsed_cameras(orbit[:2], points) and not collapsed_cameras(orbit, points[:0])
+
+
+def test_a_collapsed_mapping_is_mapped_again_and_then_refused(demo_photos, tmp_path, capsys, monkeypatch):
+    import pycolmap
+
+    from nerfkit import process as process_module
+
+    import shutil
+
+    photos = tmp_path / "photos"                # the first 20 photos map in seconds
+    photos.mkdir()
+    for photo in sorted(demo_photos[0].iterdir())[:20]:
+        shutil.copy(photo, photos / photo.name)
+    seeds, verdicts = [], iter([True, False])
+    real_mapping = pycolmap.incremental_mapping
+
+    def recording_mapping(*args, options, **kwargs):
+        seeds.append(options.random_seed)
+        return real_mapping(*args, options=options, **kwargs)
+
+    monkeypatch.setattr(pycolmap, "incremental_mapping", recording_mapping)
+    monkeypatch.setattr(process_module, "_model_collapsed", lambda model: next(verdicts))
+    out = tmp_path / "retried"
+    assert main(["process", str(photos), str(out)]) == 0
+    assert seeds == [0, 1] and "mapping attempt 1 collapsed" in capsys.readouterr().out
+    assert len(list((out / "colmap" / "sparse").iterdir())) >= 1         # the second attempt's models
+
+    seeds.clear()
+    monkeypatch.setattr(process_module, "_model_collapsed", lambda model: True)
+    assert main(["process", str(photos), str(tmp_path / "refused")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert seeds == [0, 1, 2] and len(error) == 1
+    assert error[0].startswith("nerfkit: error: COLMAP's reconstruction of") and "collapsed" in error[0]
