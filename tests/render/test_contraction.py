@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nerfkit.render.contraction import contract, to_unit_cube
+from nerfkit.render.contraction import (
+    contract,
+    contract_gaussian,
+    contracted_scale,
+    to_unit_cube,
+)
 
 
 def _points(n: int, seed: int, scale: float) -> torch.Tensor:
@@ -127,3 +132,86 @@ def test_unbounded_uses_the_aabb_as_the_uncontracted_region():
 def test_to_unit_cube_keeps_float32(unbounded):
     x = torch.rand(4, 3)
     assert to_unit_cube(x, AABB.float(), unbounded).dtype == torch.float32
+
+
+# -------------------------------------------------------------------------------- Gaussians
+
+def _jacobians(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3) -> (N, 3, 3) Jacobians of ``contract`` from autograd, one point at a time."""
+    return torch.stack([torch.autograd.functional.jacobian(lambda p: contract(p[None])[0], p) for p in x])
+
+
+def _mixed_points() -> torch.Tensor:
+    inside = torch.rand(20, 3, generator=torch.Generator().manual_seed(12), dtype=torch.float64) * 1.8 - 0.9
+    return torch.cat([inside, _points(40, seed=13, scale=5.0), _points(10, seed=14, scale=300.0)])
+
+
+def test_contract_gaussian_diagonal_equals_the_linearised_covariance_from_autograd():
+    x = _mixed_points()
+    v = torch.rand(len(x), 3, generator=torch.Generator().manual_seed(15), dtype=torch.float64) + 0.1
+    jac = _jacobians(x)
+    expected = (jac @ torch.diag_embed(v) @ jac.transpose(-1, -2)).diagonal(dim1=-2, dim2=-1)
+    means, variances = contract_gaussian(x, v)
+    torch.testing.assert_close(means, contract(x))
+    torch.testing.assert_close(variances, expected)
+    assert bool((_linf(x) > 1).sum() >= 40)                      # both regions really are covered
+
+
+def test_contract_gaussian_is_the_identity_inside_the_unit_cube():
+    x = torch.rand(200, 3, generator=torch.Generator().manual_seed(16), dtype=torch.float64) * 2 - 1
+    v = torch.rand(200, 3, generator=torch.Generator().manual_seed(17), dtype=torch.float64)
+    means, variances = contract_gaussian(x, v)
+    assert torch.equal(means, x) and torch.equal(variances, v)
+
+
+def test_contract_gaussian_shrinks_far_gaussians_and_stays_finite():
+    x = torch.tensor([[1e6, 3.0, -2.0], [-5.0, 1e6, 1e5], [1e6, -1e6 + 1, 0.0]], dtype=torch.float64)
+    v = torch.full((3, 3), 1e4, dtype=torch.float64)
+    _, variances = contract_gaussian(x, v)
+    assert bool(torch.isfinite(variances).all())
+    assert float(variances.max()) < 1e-6                         # ~ v * (2/n)^2 = 4e-8
+    far32 = torch.tensor([[1e30, 1.0, 2.0]])
+    assert bool(torch.isfinite(contract_gaussian(far32, torch.ones(1, 3))[1]).all())
+
+
+def test_contract_gaussian_closed_form_on_an_axis():
+    """At x = (n, 0, 0): J = diag(1/n^2, (2n-1)/n^2, (2n-1)/n^2)."""
+    x = torch.tensor([[2.0, 0.0, 0.0]], dtype=torch.float64)
+    _, variances = contract_gaussian(x, torch.ones(1, 3, dtype=torch.float64))
+    torch.testing.assert_close(variances, torch.tensor([[1 / 16, 9 / 16, 9 / 16]], dtype=torch.float64))
+
+
+def test_contract_gaussian_gradients_are_finite():
+    x = torch.cat([_mixed_points(), torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [1e8, 1.0, -3.0],
+                                                  [-1.0, 0.5, 0.2]], dtype=torch.float64)])
+    x.requires_grad_()
+    v = torch.rand(len(x), 3, generator=torch.Generator().manual_seed(18), dtype=torch.float64)
+    v.requires_grad_()
+    means, variances = contract_gaussian(x, v)
+    (means.sum() + variances.sum()).backward()
+    assert bool(torch.isfinite(x.grad).all()) and bool(torch.isfinite(v.grad).all())
+
+
+def test_contract_gaussian_gradcheck_away_from_the_kinks():
+    x = torch.tensor([[0.2, -0.3, 0.5], [3.0, 1.0, -2.0], [-0.5, -7.0, 2.5]], dtype=torch.float64,
+                     requires_grad=True)
+    v = torch.tensor([[0.1, 0.2, 0.3], [1.0, 2.0, 0.5], [0.7, 0.1, 4.0]], dtype=torch.float64,
+                     requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: contract_gaussian(a, b)[1], (x, v))
+
+
+def test_contracted_scale_is_the_cube_root_of_the_jacobian_determinant():
+    x = _mixed_points()
+    expected = torch.linalg.det(_jacobians(x)).abs().pow(1 / 3)
+    scale = contracted_scale(x)
+    assert scale.shape == (len(x),)
+    torch.testing.assert_close(scale, expected)
+    assert bool((scale[_linf(x) <= 1] == 1).all()) and float(scale[_linf(x) > 2].max()) < 0.8
+
+
+def test_contracted_scale_far_away_is_finite_with_finite_gradients():
+    x = torch.tensor([[1e6, 0.0, 0.0], [1e30, 5.0, -1.0]], requires_grad=True)
+    scale = contracted_scale(x)
+    scale.sum().backward()
+    assert bool(torch.isfinite(scale).all()) and bool(torch.isfinite(x.grad).all())
+    assert 0 <= float(scale[0].detach()) < 1e-7
