@@ -14,7 +14,7 @@ from nerfkit.errors import NerfkitError
 DEMO_SECONDS = 120.0   # default training time on the built-in demo scene
 
 TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
-    "--method": ("method", str, "ngp (hash-grid NeRF) or splat (3D Gaussians)"),
+    "--method": ("method", str, "ngp (hash-grid NeRF), mipnerf (anti-aliased cones; Mip-NeRF 360 for unbounded scenes) or splat (3D Gaussians)"),
     "--max-steps": ("max_steps", int, "stop after this many steps"),
     "--max-time": ("max_time", float, "stop after this many seconds of training"),
     "--output-dir": ("output_dir", str, "root of the run folders (default: outputs)"),
@@ -57,7 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run", help="run folder (or a parent: its newest run)")
     evaluate.add_argument("--split", default="test", help="test | val | train")
     evaluate.add_argument("--background", default="white", help="white | black (RGBA scenes)")
-    evaluate.add_argument("-o", "--output", default=None, help="JSON file (default: RUN/eval-SPLIT.json)")
+    evaluate.add_argument("-o", "--output", default=None, help="JSON file (default: RUN/eval-SPLIT.json; "
+                          "RUN/eval-SPLIT-multiscale.json for --scales other than 1)")
+    evaluate.add_argument("--scales", default="1", metavar="F,F,..",
+                          help="also score at 1/F resolution with F times wider pixels against area-"
+                               "downsampled ground truth, e.g. 1,2,4 (Mip-NeRF multiscale; default 1)")
 
     render = commands.add_parser("render", help="render a run's cameras to images (+ depth), or a camera "
                                  "path to an .mp4 video")
@@ -265,14 +269,68 @@ def _eval(args: argparse.Namespace) -> int:
 
     _check_choice("--background", args.background, ("white", "black"))
     _check_choice("--split", args.split, ("test", "val", "train"))
+    scales = _parse_scales(args.scales)
     run_dir = resolve_run(Path(args.run))
     config, scene, method, step = open_run(run_dir)
+    if scales != [1]:
+        return _eval_multiscale(args, run_dir, scene, method, step, scales)
     result = evaluate_split(method, scene, args.split, args.background)
+    result.pop("scale")                      # the single-scale JSON keeps its original keys
     result.update(step=step, run=str(run_dir))
     output = Path(args.output) if args.output else run_dir / f"eval-{args.split}.json"
     write_json_atomic(output, result)
     print(f"{args.split}: PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} over "
           f"{len(result['images'])} images at step {step} -> {output}")
+    return 0
+
+
+def _parse_scales(text: str) -> list[int]:
+    """``--scales`` ("1,2,4") -> [1, 2, 4]: positive integers, duplicates dropped keeping order."""
+    items = [item.strip() for item in text.split(",")]
+    if not all(item.isascii() and item.isdigit() and int(item) > 0 for item in items):   # "", "a", "-2", "3.5", "0"
+        raise NerfkitError(f"--scales expects a comma-separated list of positive integers such as "
+                           f"1,2,4, got '{text}'")
+    return list(dict.fromkeys(int(item) for item in items))
+
+
+def _check_scales_fit(scales: list[int], sizes: Any, split: str) -> None:
+    """Each scale must leave the split's smallest image (``sizes`` (N, 2) width, height) at least
+    one pixel, and as large as the SSIM window."""
+    from nerfkit.metrics import SSIM_WINDOW
+
+    if len(sizes) == 0:
+        return
+    smallest = int(sizes.min())
+    for scale in scales:
+        if scale > smallest:
+            raise NerfkitError(f"--scales {scale} is larger than the smallest {split} image dimension "
+                               f"({smallest} px): expected at most {smallest}")
+        if smallest // scale < SSIM_WINDOW:
+            raise NerfkitError(f"--scales {scale} shrinks the smallest {split} image dimension to "
+                               f"{smallest // scale} px, below the {SSIM_WINDOW} px SSIM window: expected "
+                               f"at most {smallest // SSIM_WINDOW}")
+
+
+def _eval_multiscale(args: argparse.Namespace, run_dir: Path, scene: Any, method: Any, step: int,
+                     scales: list[int]) -> int:
+    """``nerfkit eval --scales F,..``: one evaluation per scale, one JSON, one printed line each."""
+    from nerfkit.evaluate import evaluate_split
+    from nerfkit.runs import write_json_atomic
+
+    sizes = scene.cameras.sizes[scene.split(args.split)]
+    _check_scales_fit(scales, sizes, args.split)
+    results = {str(f): evaluate_split(method, scene, args.split, args.background, scale=f) for f in scales}
+    summary = {"run": str(run_dir), "step": step, "split": args.split, "background": args.background,
+               "scales": results, "psnr": {f: r["psnr"] for f, r in results.items()},
+               "ssim": {f: r["ssim"] for f, r in results.items()}}
+    output = Path(args.output) if args.output else run_dir / f"eval-{args.split}-multiscale.json"
+    write_json_atomic(output, summary)
+    for f, result in results.items():
+        width, height = (int(v) for v in sizes.max(0).values // int(f))
+        size = f"{width}x{height}" if len(sizes.unique(dim=0)) == 1 else f"up to {width}x{height}"
+        print(f"{args.split} x{f}: PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} "
+              f"({size}, {len(result['images'])} images)")
+    print(output)
     return 0
 
 

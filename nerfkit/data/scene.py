@@ -58,6 +58,25 @@ class Cameras:
         intrinsics[:, 3] *= sizes[:, 1] / self.sizes[:, 1]
         return Cameras(self.c2w.clone(), intrinsics, sizes, self.distortion.clone())
 
+    def downscaled(self, factor: int) -> "Cameras":
+        """The same cameras for images area-downsampled by an integer ``factor`` (multiscale eval).
+
+        Sizes become ``(W // factor, H // factor)`` and ``fx, fy, cx, cy`` are divided by
+        ``factor`` exactly (no rounding), so downscaled pixel (i, j) covers exactly the full-size
+        pixels ``[i*f, (i+1)*f) x [j*f, (j+1)*f)``: the full image cropped to multiples of ``f`` at
+        the right and bottom. Distortion (in normalised coordinates) is unchanged. A cone-tracing
+        NeRF derives its pixel footprint from the focal length, so the footprint widens by ``f``.
+
+        Args:
+            factor: positive integer divisor of the image size.
+        Returns:
+            N cameras with (N, 2) sizes ``W // f, H // f`` and (N, 4) intrinsics in the new pixels.
+        """
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+            raise ValueError(f"downscale factor must be a positive integer, got {factor!r}")
+        sizes = torch.div(self.sizes, factor, rounding_mode="floor")
+        return Cameras(self.c2w.clone(), self.intrinsics / factor, sizes, self.distortion.clone())
+
     @property
     def has_distortion(self) -> bool:
         return bool((self.distortion != 0).any())
