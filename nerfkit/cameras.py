@@ -106,7 +106,20 @@ def project(cameras: Cameras, camera_ids: Tensor, points: Tensor) -> Tensor:
     return torch.stack([xy[:, 0] * intr[:, 0] + intr[:, 2], xy[:, 1] * intr[:, 1] + intr[:, 3]], -1)
 
 
-def pixel_radius(cameras: Cameras, camera_ids: Tensor) -> Tensor:
-    """(R,) radius of a pixel's footprint at unit distance (for cone tracing / mip-NeRF)."""
-    intr = cameras.intrinsics[camera_ids]
-    return 2.0 / (3.0 ** 0.5) / (0.5 * (intr[:, 0] + intr[:, 1]))
+def pixel_footprint_radii(cameras: Cameras, camera_ids: Tensor, pixels: Tensor) -> Tensor:
+    """Mip-NeRF's cone radius of each pixel's ray, at unit distance along the unit ray.
+
+    The distance between the unit directions of a pixel and of its right-hand neighbour is the
+    pixel's angular width; the cone whose disk has the pixel square's variance has radius
+    ``width * 2 / sqrt(12)`` (Mip-NeRF Sec. 3.1). Measured on the actual rays, so it includes lens
+    distortion and the narrowing towards the image corners. A camera downscaled by ``f``
+    (``Cameras.scaled``) gives ``f`` times wider cones.
+
+    Args:
+        cameras, camera_ids (R,), pixels (R, 2): as :func:`generate_rays`.
+    Returns:
+        (R,) float32 radii in scene units per scene unit of distance (radians, for small angles).
+    """
+    _, here = generate_rays(cameras, camera_ids, pixels)
+    _, right = generate_rays(cameras, camera_ids, pixels + torch.tensor([1.0, 0.0], device=pixels.device))
+    return (right - here).norm(dim=-1) * (2.0 / 12.0 ** 0.5)

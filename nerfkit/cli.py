@@ -14,7 +14,8 @@ from nerfkit.errors import NerfkitError
 DEMO_SECONDS = 120.0   # default training time on the built-in demo scene
 
 TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
-    "--method": ("method", str, "ngp (hash-grid NeRF), mipnerf (anti-aliased cones; Mip-NeRF 360 for unbounded scenes) or splat (3D Gaussians)"),
+    "--method": ("method", str, "ngp (hash-grid NeRF), mipnerf (anti-aliased cones; Mip-NeRF 360 for "
+                 "unbounded scenes) or splat (3D Gaussians)"),
     "--max-steps": ("max_steps", int, "stop after this many steps"),
     "--max-time": ("max_time", float, "stop after this many seconds of training"),
     "--output-dir": ("output_dir", str, "root of the run folders (default: outputs)"),

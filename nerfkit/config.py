@@ -138,6 +138,88 @@ class SplatConfig:
         return dataclasses.replace(self, schedule=name, **values)
 
 
+@dataclass
+class MipNeRFConfig:
+    """Mip-NeRF (Barron et al. 2021) and Mip-NeRF 360 (Barron et al. 2022) hyper-parameters.
+
+    ``sampler``: ``coarse_to_fine`` is Mip-NeRF (one field queried on stratified frusta, then on frusta
+    resampled from its blurred weights); ``proposal`` is Mip-NeRF 360 (small proposal fields trained
+    with the interlevel loss pick the frusta of the field, plus the distortion loss); ``auto`` uses
+    the first for objects and the second for unbounded scenes (whose space is contracted).
+
+    ``occupancy`` marches rays through instant-ngp's occupancy grid (as ngp does) and shades one
+    frustum per marching step: the fast choice for the hash backbone on objects.
+
+    ``backbone``: ``mlp`` is the papers' field (integrated positional encoding + MLP); ``hash`` is a
+    Zip-NeRF-style hash grid queried at the frustum's mean, each level's features weighted by
+    erf(1 / sqrt(8 sigma^2 n^2)) for a frustum of radial std sigma and a level of n cells per unit,
+    so levels finer than the pixel footprint fade out (much faster on a CPU).
+    """
+
+    backbone: str = "mlp"           # mlp | hash
+    sampler: str = "auto"           # auto | coarse_to_fine | proposal | occupancy
+    rays_per_batch: int = 1024      # (the papers use 4096 / 16384; occupancy: the first batch's)
+    near: float = 0.05              # scene units (objects: the box clips the rays further)
+    far: float = 1000.0             # unbounded scenes: last sample distance, scene units
+    # Mip-NeRF: coarse to fine with one field queried twice
+    coarse_samples: int = 128
+    fine_samples: int = 128
+    coarse_loss_weight: float = 0.1
+    resample_padding: float = 0.01  # added to the blurred coarse weights before resampling
+    # Mip-NeRF 360: proposal sampling
+    proposal_levels: int = 2
+    proposal_samples: int = 64      # frusta per proposal level
+    nerf_samples: int = 32          # frusta of the field after the last proposal level
+    interlevel_weight: float = 1.0
+    distortion_weight: float = 0.01
+    proposal_backbone: str = "hash"  # hash (small grids, as nerfstudio) | mlp (the paper's 4 x 256)
+    # occupancy: instant-ngp's occupancy-grid marching (shared with ngp), frusta of one marching
+    # step each, the ray count adapting to ``target_samples`` per batch
+    grid_resolution: int = 64
+    grid_update_every: int = 16
+    grid_warmup_steps: int = 256
+    grid_ema: float = 0.95
+    grid_threshold: float = 0.01
+    steps_per_diagonal: int = 512
+    early_stop_eps: float = 1e-4
+    max_samples_per_ray: int = 1024
+    target_samples: int = 1 << 16
+    max_rays: int = 1 << 15
+    # mlp backbone (Mip-NeRF's field)
+    min_deg: int = 0                # IPE frequencies 2^min_deg .. 2^(max_deg - 1)
+    max_deg: int = 16
+    mlp_depth: int = 8
+    mlp_width: int = 256
+    skip_layer: int = 4             # the input is concatenated again after this many layers
+    view_deg: int = 4
+    view_width: int = 128
+    proposal_mlp_depth: int = 4
+    proposal_mlp_width: int = 256
+    density_bias: float = -1.0      # density = softplus(raw + bias)
+    rgb_padding: float = 0.001
+    # hash backbone (Zip-NeRF style) and hash proposal fields
+    n_levels: int = 16
+    features_per_level: int = 2
+    log2_table_size: int = 17
+    base_resolution: int = 16
+    max_resolution: int = 1024      # finest grid cells per axis over the box (contracted cube)
+    hidden_dim: int = 64
+    geo_feat_dim: int = 15
+    sh_degree: int = 4
+    color_hidden_layers: int = 2
+    hash_backend: str = "auto"      # auto | nerfkit | tcnn
+    proposal_n_levels: int = 5
+    proposal_log2_table_size: int = 17
+    proposal_max_resolution: int = 128
+    # optimisation: Adam, warm-up, then log-linear decay from lr to lr * lr_final_factor
+    lr: float = 0.0                 # 0 = by backbone: mlp 5e-4 (the paper), hash 1e-2
+    lr_final_factor: float = 0.01
+    lr_warmup_steps: int = 20
+    weight_decay: float = 0.0       # on the MLPs only
+    train_background: str = "random"  # random | white | black (RGBA scenes)
+    render_chunk: int = 4096        # rays per chunk when rendering images
+
+
 SPLAT_SCHEDULES: dict[str, dict[str, int]] = {
     "3dgs": {"sh_degree_interval": 1000, "init_points": 100_000, "refine_start": 500, "refine_stop": 15_000,
              "refine_every": 100, "reset_every": 3000},
@@ -146,7 +228,7 @@ SPLAT_SCHEDULES: dict[str, dict[str, int]] = {
 }
 
 
-METHOD_CONFIGS: dict[str, type] = {"ngp": NGPConfig, "splat": SplatConfig}
+METHOD_CONFIGS: dict[str, type] = {"ngp": NGPConfig, "mipnerf": MipNeRFConfig, "splat": SplatConfig}
 
 
 def method_config_class(method: str) -> type:

@@ -97,8 +97,11 @@ class Trainer:
         # Random backgrounds for every scene (as instant-ngp): RGBA targets are composited on them,
         # and RGB scenes learn to be opaque, so the eval background cannot show through.
         background = getattr(config.method, "train_background", "random")
-        sampler = ImageSampler if self.method.batch_kind == "image" else PixelSampler
-        self.sampler = sampler(scene, scene.split("train"), background, seed=config.train.seed)
+        if self.method.batch_kind == "image":
+            self.sampler = ImageSampler(scene, scene.split("train"), background, seed=config.train.seed)
+        else:
+            self.sampler = PixelSampler(scene, scene.split("train"), background, seed=config.train.seed,
+                                        with_radii=bool(getattr(self.method, "traces_cones", False)))
         self.stats = TrainStats()
         self.after_step: Callable[[], None] | None = None   # e.g. the live viewer's turn to draw
         self.on_nan = check_on_nan(config.train.on_nan)

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from nerfkit.cameras import distort, generate_rays, image_pixels, opengl_to_opencv, project, undistort
+from nerfkit.cameras import (distort, generate_rays, image_pixels, opengl_to_opencv, pixel_footprint_radii,
+                             project, undistort)
 from nerfkit.data.scene import Cameras
 
 WIDTH, HEIGHT = 640, 480
@@ -149,3 +150,21 @@ def test_the_principal_point_looks_down_the_camera_z_axis():
     # barrel distortion squeezes the image: undistorted, the pixel looks further out than a pinhole's
     pinhole_angle = math.atan(100 / INTRINSICS[0])
     assert math.atan2(float(local[0, 0]), float(local[0, 2])) > pinhole_angle + 1e-3
+
+
+# ---------------------------------------------------------------------------- pixel footprints
+
+@pytest.mark.parametrize("distortions", [[[0.0] * 5], [LENSES["barrel"]]], ids=["pinhole", "distorted"])
+def test_pixel_footprint_radius_is_the_pixel_angle_over_sqrt3_and_widens_with_downscaling(distortions):
+    cams = _cameras(distortions)
+    centre = torch.tensor([[INTRINSICS[2], INTRINSICS[3]]])
+    ids = torch.zeros(1, dtype=torch.int64)
+    radius = pixel_footprint_radii(cams, ids, centre)
+    # at the principal point a pixel spans 1/fx radians; Mip-NeRF's radius is that * 2/sqrt(12)
+    torch.testing.assert_close(radius, torch.tensor([1.0 / INTRINSICS[0] / 3.0 ** 0.5]), rtol=2e-3, atol=0)
+    for factor in (2, 4):
+        small = cams.downscaled(factor)
+        wide = pixel_footprint_radii(small, ids, centre / factor)
+        torch.testing.assert_close(wide, radius * factor, rtol=5e-3, atol=0)
+    corner = pixel_footprint_radii(cams, ids, torch.tensor([[0.5, 0.5]]))
+    assert float(corner) != pytest.approx(float(radius), rel=1e-3)   # measured per ray, not one constant

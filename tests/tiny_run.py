@@ -8,6 +8,20 @@ TINY_NGP = ["log2_table_size=14", "max_resolution=64", "n_levels=8", "grid_resol
             "steps_per_diagonal=128", "target_samples=16384", "initial_rays=1024",
             "grid_warmup_steps=64", "render_chunk=4096", "lr_warmup_steps=20"]
 
+# Tiny mipnerf: the hash backbone (Zip-NeRF-style) with few frusta per ray; ~0.1 s per step.
+TINY_MIP = ["backbone=hash", "log2_table_size=14", "max_resolution=64", "n_levels=8", "coarse_samples=24",
+            "fine_samples=24", "proposal_samples=24", "nerf_samples=16", "proposal_max_resolution=32",
+            "rays_per_batch=1024", "lr_warmup_steps=20", "render_chunk=2048"]
+
+
+def tiny_mip_args(scene, output_dir, *extra: str, threads: int = 2) -> list[str]:
+    """`nerfkit train --method mipnerf` arguments for a quick run of the tiny mipnerf settings."""
+    args = ["train", str(scene), "--method", "mipnerf", "--output-dir", str(output_dir), "--no-progress",
+            "--threads", str(threads), "--no-viewer"]
+    for item in TINY_MIP:
+        args += ["--set", item]
+    return args + list(extra)
+
 
 def tiny_train_args(scene, output_dir, *extra: str, threads: int = 2, viewer: bool = False) -> list[str]:
     """`nerfkit train` arguments for a quick run of the tiny settings (the viewer off unless asked;

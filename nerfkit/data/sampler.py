@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nerfkit.cameras import generate_rays
+from nerfkit.cameras import generate_rays, pixel_footprint_radii
 from nerfkit.data.scene import Scene
 from nerfkit.methods.base import ImageBatch, RayBatch
 
@@ -40,11 +40,14 @@ class PixelSampler:
     """Uniformly random pixels of a set of images, as rays with target colours.
 
     All pixels are stored once as one flat uint8 buffer (P, 4) (alpha 255 for RGB images), so
-    images of different sizes mix freely.
+    images of different sizes mix freely. ``with_radii`` adds each ray's pixel-footprint cone radius
+    (for cone-tracing methods).
     """
 
-    def __init__(self, scene: Scene, image_ids: list[int], background: str, seed: int = 0) -> None:
+    def __init__(self, scene: Scene, image_ids: list[int], background: str, seed: int = 0,
+                 with_radii: bool = False) -> None:
         self.cameras = scene.cameras
+        self.with_radii = with_radii
         self.image_ids = torch.tensor(image_ids, dtype=torch.int64)
         pixels = []
         for index in image_ids:
@@ -71,9 +74,11 @@ class PixelSampler:
         pixels = torch.stack([within % width, within // width], -1).float() + 0.5
         camera_ids = self.image_ids[local]
         origins, directions = generate_rays(self.cameras, camera_ids, pixels)
+        radii = pixel_footprint_radii(self.cameras, camera_ids, pixels) if self.with_radii else None
         background = background_color(self.background, n_rays, self.generator)
         rgba = self.pixels[flat].float() / 255.0
-        return RayBatch(origins, directions, composite_on(rgba, background), background, camera_ids)
+        return RayBatch(origins, directions, composite_on(rgba, background), background, camera_ids,
+                        radii)
 
 
 class ImageSampler:

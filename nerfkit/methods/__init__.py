@@ -13,10 +13,13 @@ def build_method(name: str, config: Any, scene: SceneInfo) -> Method:
     if name == "ngp":
         from nerfkit.methods.ngp import NGP
         return NGP(config, scene)
+    if name == "mipnerf":
+        from nerfkit.methods.mipnerf import MipNeRF
+        return MipNeRF(config, scene)
     if name == "splat":
         from nerfkit.methods.splat import Splat
         return Splat(config, scene)
-    raise NerfkitError(f"unknown method '{name}': expected ngp or splat")
+    raise NerfkitError(f"unknown method '{name}': expected ngp, mipnerf or splat")
 
 
 __all__ = ["Method", "RayBatch", "SceneInfo", "build_method"]

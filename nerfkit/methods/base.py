@@ -63,6 +63,7 @@ class RayBatch:
         rgb: (R, 3) target colour in [0, 1], already composited on ``background``.
         background: (R, 3) the background the target was composited on.
         camera_ids: (R,) int64 the image of each ray.
+        radii: (R,) the pixel's cone radius at unit distance (cone-tracing methods, mipnerf), or None.
     """
 
     origins: Tensor
@@ -70,13 +71,15 @@ class RayBatch:
     rgb: Tensor
     background: Tensor
     camera_ids: Tensor
+    radii: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.origins.shape[0])
 
     def to(self, device: torch.device | str) -> "RayBatch":
         return RayBatch(self.origins.to(device), self.directions.to(device), self.rgb.to(device),
-                        self.background.to(device), self.camera_ids.to(device))
+                        self.background.to(device), self.camera_ids.to(device),
+                        None if self.radii is None else self.radii.to(device))
 
 
 @dataclass

@@ -7,7 +7,6 @@ The number of rays per batch adapts so that each step sees about ``target_sample
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -20,7 +19,7 @@ from nerfkit.fields.ngp_field import NGPField
 from nerfkit.methods.base import RayBatch, SceneInfo
 from nerfkit.ops import composite
 from nerfkit.ops.compositing import median_depth
-from nerfkit.render.occupancy import OccupancyGrid
+from nerfkit.render.occupancy import OccupancyGrid, adapt_ray_count
 
 
 class NGP(nn.Module):
@@ -119,11 +118,8 @@ class NGP(nn.Module):
 
     def _adapt_batch(self, samples: int) -> None:
         """Steer the ray count so that a batch holds about ``target_samples`` samples."""
-        rays = float(self.n_rays)
-        per_ray = max(samples, 1) / rays
-        wanted = self.config.target_samples / per_ray
-        rays = math.exp(0.7 * math.log(rays) + 0.3 * math.log(max(wanted, 1.0)))
-        self.n_rays.fill_(min(max(rays, 256.0), float(self.config.max_rays)))
+        self.n_rays.fill_(adapt_ray_count(float(self.n_rays), samples, self.config.target_samples,
+                                          self.config.max_rays))
 
     @torch.no_grad()
     def render(self, camera: Cameras, background: Tensor) -> dict[str, Tensor]:

@@ -7,6 +7,8 @@ given a density callback, drops samples hidden behind opaque ones (early ray ter
 
 from __future__ import annotations
 
+import math
+
 from typing import Callable
 
 import torch
@@ -107,3 +109,15 @@ class OccupancyGrid(nn.Module):
 
     def occupancy_fraction(self) -> float:
         return float(self.binary.float().mean())
+
+
+def adapt_ray_count(rays: float, samples: int, target_samples: int, max_rays: int) -> float:
+    """The next batch's ray count, steered so that a batch holds about ``target_samples`` samples.
+
+    Moves 30 % of the way (in log space) from ``rays`` to the count that the last batch's samples
+    per ray would need; kept within [256, max_rays].
+    """
+    per_ray = max(samples, 1) / max(rays, 1.0)
+    wanted = target_samples / per_ray
+    rays = math.exp(0.7 * math.log(max(rays, 1.0)) + 0.3 * math.log(max(wanted, 1.0)))
+    return min(max(rays, 256.0), float(max_rays))
