@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_run import tiny_train_args
+from tiny_run import train_tiny_ngp_once
 from nerfkit.cameras import generate_rays, image_pixels
 from nerfkit.cli import main
 from nerfkit.data.scene import Cameras
@@ -87,14 +87,7 @@ def test_ground_truth_composites_before_averaging():
 
 @pytest.fixture(scope="module")
 def trained_run(tiny_demo, tmp_path_factory) -> Path:
-    output = tmp_path_factory.mktemp("scales-runs")
-    with pytest.MonkeyPatch.context() as patch:           # the autouse fixture is function-scoped
-        patch.setenv("NERFKIT_COMPILE", "0")
-        assert main(tiny_train_args(tiny_demo, output, "--max-steps", "150", "--eval-every", "0",
-                                    "--threads", "1")) == 0
-    runs = sorted(output.glob("*/ngp/*/config.yaml"))
-    assert len(runs) == 1, runs
-    return runs[0].parent
+    return train_tiny_ngp_once(tiny_demo, tmp_path_factory.mktemp("scales-runs"), 150)
 
 
 def test_eval_scales_end_to_end(trained_run, tmp_path, capsys):

@@ -12,7 +12,7 @@ import imageio.v3 as iio
 import imageio_ffmpeg
 import numpy as np
 import pytest
-from tiny_run import tiny_train_args
+from tiny_run import train_tiny_ngp_once
 
 from nerfkit.camera_path import CameraPath, orbit_path, save_camera_path
 from nerfkit.cli import main
@@ -20,15 +20,7 @@ from nerfkit.cli import main
 
 @pytest.fixture(scope="module")
 def trained_run(tiny_demo, tmp_path_factory) -> Path:
-    output = tmp_path_factory.mktemp("video-runs")
-    with pytest.MonkeyPatch.context() as patch:      # the autouse fixture is function-scoped
-        patch.setenv("NERFKIT_COMPILE", "0")
-        # One thread: on the shared 2-core machines two threads are ~2.5x slower under load.
-        assert main(tiny_train_args(tiny_demo, output, "--max-steps", "100", "--eval-every", "0",
-                                    "--threads", "1")) == 0
-    runs = sorted(output.glob("*/ngp/*/config.yaml"))
-    assert len(runs) == 1, runs
-    return runs[0].parent
+    return train_tiny_ngp_once(tiny_demo, tmp_path_factory.mktemp("video-runs"), 100)
 
 
 def _read(video: Path) -> np.ndarray:

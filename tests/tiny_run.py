@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 # Tiny, fast training settings for tests that train end to end: small tables, coarse grid, few
 # samples per step. About 0.05 s per step on 2 CPU cores.
 TINY_NGP = ["log2_table_size=14", "max_resolution=64", "n_levels=8", "grid_resolution=32",
@@ -31,3 +33,22 @@ def tiny_train_args(scene, output_dir, *extra: str, threads: int = 2, viewer: bo
     for item in TINY_NGP:
         args += ["--set", item]
     return args + list(extra)
+
+
+def train_tiny_ngp_once(scene, output: Path, steps: int) -> Path:
+    """Train one tiny ngp run (one thread, eager twins) for a module-scoped fixture; its run folder.
+
+    One thread: on the shared 2-core machines two threads are ~2.5x slower under load. The eager
+    setting is set here because the suite's autouse fixture is function-scoped.
+    """
+    import pytest
+
+    from nerfkit.cli import main
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NERFKIT_COMPILE", "0")
+        assert main(tiny_train_args(scene, output, "--max-steps", str(steps), "--eval-every", "0",
+                                    "--threads", "1")) == 0
+    runs = sorted(output.glob("*/ngp/*/config.yaml"))
+    assert len(runs) == 1, runs
+    return runs[0].parent

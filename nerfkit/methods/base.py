@@ -23,6 +23,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from nerfkit.cameras import generate_rays, image_pixels
 from nerfkit.data.scene import Cameras
 
 
@@ -141,6 +142,28 @@ class Method(Protocol):
 
     def density(self, xyz: Tensor) -> Tensor:
         """(N, 3) scene points -> (N,) density."""
+
+
+def render_in_chunks(camera: Cameras, chunk: int, device: torch.device | str,
+                     shade: Callable[[Tensor, Tensor, Tensor], dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Render camera 0 of ``camera`` at its size, ``chunk`` rays at a time.
+
+    Args:
+        shade: ``(origins (R, 3), unit directions (R, 3) on ``device``, pixels (R, 2) on the CPU) ->
+            {name: (R,) or (R, C)}``, the per-ray outputs of a method.
+    Returns:
+        ``{name: (H, W) or (H, W, C)}`` on the CPU.
+    """
+    width, height = (int(v) for v in camera.sizes[0])
+    pixels = image_pixels(width, height)
+    origins, directions = generate_rays(camera, torch.zeros(pixels.shape[0], dtype=torch.int64), pixels)
+    parts: dict[str, list[Tensor]] = {}
+    for start in range(0, pixels.shape[0], chunk):
+        rows = slice(start, start + chunk)
+        out = shade(origins[rows].to(device), directions[rows].to(device), pixels[rows])
+        for name, value in out.items():
+            parts.setdefault(name, []).append(value.cpu())
+    return {name: torch.cat(values).view(height, width, *values[0].shape[1:]) for name, values in parts.items()}
 
 
 @contextlib.contextmanager

@@ -25,13 +25,13 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from nerfkit.cameras import generate_rays, image_pixels, pixel_footprint_radii
+from nerfkit.cameras import pixel_footprint_radii
 from nerfkit.config import MipNeRFConfig
 from nerfkit.data.scene import Cameras
 from nerfkit.errors import NerfkitError
 from nerfkit.fields.mip import conical_frustum_moments, lift_gaussian
 from nerfkit.fields.mip_field import Frusta, MipHashField, MipMLPField
-from nerfkit.methods.base import RayBatch, SceneInfo
+from nerfkit.methods.base import RayBatch, SceneInfo, render_in_chunks
 from nerfkit.ops import composite, ray_aabb_intersect, render_weights
 from nerfkit.ops.compositing import median_depth
 from nerfkit.render.contraction import contract_gaussian, contracted_scale
@@ -294,22 +294,15 @@ class MipNeRF(nn.Module):
     @torch.no_grad()
     def render(self, camera: Cameras, background: Tensor) -> dict[str, Tensor]:
         """Render camera 0 of ``camera`` at its size (its focal length sets the cone width)."""
-        width, height = (int(v) for v in camera.sizes[0])
-        pixels = image_pixels(width, height)
-        ids = torch.zeros(pixels.shape[0], dtype=torch.int64)
-        origins, directions = generate_rays(camera, ids, pixels)
-        radii = pixel_footprint_radii(camera, ids, pixels)
-        device = self.aabb.device
-        keys = ("rgb", "depth", "alpha", "median_depth")
-        parts: dict[str, list[Tensor]] = {key: [] for key in keys}
-        chunk = self.config.render_chunk
-        for start in range(0, origins.shape[0], chunk):
-            o, d, r = (v[start:start + chunk].to(device) for v in (origins, directions, radii))
-            final: Shaded = self.render_rays(o, d, r, background.to(device).expand(o.shape[0], 3))["final"]
-            for key, value in zip(keys, (final.rgb, final.depth, final.alpha, final.median_depth())):
-                parts[key].append(value.cpu())
-        shapes = {"rgb": (height, width, 3)}
-        return {key: torch.cat(parts[key]).view(shapes.get(key, (height, width))) for key in keys}
+        def shade(origins: Tensor, directions: Tensor, pixels: Tensor) -> dict[str, Tensor]:
+            ids = torch.zeros(pixels.shape[0], dtype=torch.int64)
+            radii = pixel_footprint_radii(camera, ids, pixels).to(origins.device)
+            final: Shaded = self.render_rays(origins, directions, radii,
+                                             background.to(origins.device).expand(origins.shape[0], 3))["final"]
+            return {"rgb": final.rgb, "depth": final.depth, "alpha": final.alpha,
+                    "median_depth": final.median_depth()}
+
+        return render_in_chunks(camera, self.config.render_chunk, self.aabb.device, shade)
 
     def density(self, xyz: Tensor) -> Tensor:
         """(N, 3) scene points -> (N,) density of the NeRF field at points (zero-size frusta)."""

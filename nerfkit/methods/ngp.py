@@ -12,11 +12,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nerfkit.cameras import generate_rays, image_pixels
 from nerfkit.config import NGPConfig
 from nerfkit.data.scene import Cameras
 from nerfkit.fields.ngp_field import NGPField
-from nerfkit.methods.base import RayBatch, SceneInfo
+from nerfkit.methods.base import RayBatch, SceneInfo, render_in_chunks
 from nerfkit.ops import composite
 from nerfkit.ops.compositing import median_depth
 from nerfkit.render.occupancy import OccupancyGrid, adapt_ray_count
@@ -124,22 +123,13 @@ class NGP(nn.Module):
     @torch.no_grad()
     def render(self, camera: Cameras, background: Tensor) -> dict[str, Tensor]:
         """Render camera 0 of ``camera`` at its size; background (3,) in [0, 1]."""
-        width, height = (int(v) for v in camera.sizes[0])
-        pixels = image_pixels(width, height)
-        ids = torch.zeros(pixels.shape[0], dtype=torch.int64)
-        origins, directions = generate_rays(camera, ids, pixels)
-        device = self.field.aabb.device
-        parts: dict[str, list[Tensor]] = {"rgb": [], "depth": [], "alpha": [], "median_depth": []}
-        for start in range(0, origins.shape[0], self.config.render_chunk):
-            o = origins[start:start + self.config.render_chunk].to(device)
-            d = directions[start:start + self.config.render_chunk].to(device)
-            out = self.render_rays(o, d, background.to(device).expand(o.shape[0], 3))
-            for key in parts:
-                parts[key].append(out[key].cpu())
-        return {"rgb": torch.cat(parts["rgb"]).view(height, width, 3),
-                "depth": torch.cat(parts["depth"]).view(height, width),
-                "alpha": torch.cat(parts["alpha"]).view(height, width),
-                "median_depth": torch.cat(parts["median_depth"]).view(height, width)}
+        keys = ("rgb", "depth", "alpha", "median_depth")
+
+        def shade(origins: Tensor, directions: Tensor, pixels: Tensor) -> dict[str, Tensor]:
+            out = self.render_rays(origins, directions, background.to(origins.device).expand(origins.shape[0], 3))
+            return {key: out[key] for key in keys}
+
+        return render_in_chunks(camera, self.config.render_chunk, self.field.aabb.device, shade)
 
     def density(self, xyz: Tensor) -> Tensor:
         return self.field.density(xyz)
