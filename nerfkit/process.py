@@ -146,6 +146,7 @@ def process(source: Path, out: Path, options: ProcessOptions,
             models_dir.mkdir()
             mapping = pycolmap.IncrementalPipelineOptions()
             mapping.random_seed = options.seed + attempt
+            mapping.num_threads = 1                # multi-threaded bundle adjustment is not reproducible
             models = pycolmap.incremental_mapping(database, images_dir, models_dir, options=mapping)
             if not models or not _model_collapsed(max(models.values(), key=lambda m: m.num_reg_images())):
                 break
