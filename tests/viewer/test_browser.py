@@ -102,7 +102,7 @@ def _stop(process: subprocess.Popen) -> int:
     """Ctrl-C, as a user would; the viewer must exit cleanly."""
     process.send_signal(signal.SIGINT)
     try:
-        return process.wait(timeout=30)
+        return process.wait(timeout=90)      # a frame being drawn finishes first (slow late in a loaded suite)
     except subprocess.TimeoutExpired:
         process.kill()
         raise
