@@ -106,7 +106,8 @@ def project(cameras: Cameras, camera_ids: Tensor, points: Tensor) -> Tensor:
     return torch.stack([xy[:, 0] * intr[:, 0] + intr[:, 2], xy[:, 1] * intr[:, 1] + intr[:, 3]], -1)
 
 
-def pixel_footprint_radii(cameras: Cameras, camera_ids: Tensor, pixels: Tensor) -> Tensor:
+def pixel_footprint_radii(cameras: Cameras, camera_ids: Tensor, pixels: Tensor,
+                          directions: Tensor | None = None) -> Tensor:
     """Mip-NeRF's cone radius of each pixel's ray, at unit distance along the unit ray.
 
     The distance between the unit directions of a pixel and of its right-hand neighbour is the
@@ -117,9 +118,11 @@ def pixel_footprint_radii(cameras: Cameras, camera_ids: Tensor, pixels: Tensor) 
 
     Args:
         cameras, camera_ids (R,), pixels (R, 2): as :func:`generate_rays`.
+        directions: (R, 3) the unit directions :func:`generate_rays` gave for ``pixels``, when the
+            caller has them (saves generating them again).
     Returns:
         (R,) float32 radii in scene units per scene unit of distance (radians, for small angles).
     """
-    _, here = generate_rays(cameras, camera_ids, pixels)
+    here = directions if directions is not None else generate_rays(cameras, camera_ids, pixels)[1]
     _, right = generate_rays(cameras, camera_ids, pixels + torch.tensor([1.0, 0.0], device=pixels.device))
     return (right - here).norm(dim=-1) * (2.0 / 12.0 ** 0.5)

@@ -166,5 +166,7 @@ def test_pixel_footprint_radius_is_the_pixel_angle_over_sqrt3_and_widens_with_do
         small = cams.downscaled(factor)
         wide = pixel_footprint_radii(small, ids, centre / factor)
         torch.testing.assert_close(wide, radius * factor, rtol=5e-3, atol=0)
+    given = pixel_footprint_radii(cams, ids, centre, generate_rays(cams, ids, centre)[1])
+    torch.testing.assert_close(given, radius, rtol=0, atol=0)     # the caller's own directions: same radius
     corner = pixel_footprint_radii(cams, ids, torch.tensor([[0.5, 0.5]]))
     assert float(corner) != pytest.approx(float(radius), rel=1e-3)   # measured per ray, not one constant

@@ -74,7 +74,7 @@ class PixelSampler:
         pixels = torch.stack([within % width, within // width], -1).float() + 0.5
         camera_ids = self.image_ids[local]
         origins, directions = generate_rays(self.cameras, camera_ids, pixels)
-        radii = pixel_footprint_radii(self.cameras, camera_ids, pixels) if self.with_radii else None
+        radii = pixel_footprint_radii(self.cameras, camera_ids, pixels, directions) if self.with_radii else None
         background = background_color(self.background, n_rays, self.generator)
         rgba = self.pixels[flat].float() / 255.0
         return RayBatch(origins, directions, composite_on(rgba, background), background, camera_ids,

@@ -296,7 +296,7 @@ class MipNeRF(nn.Module):
         """Render camera 0 of ``camera`` at its size (its focal length sets the cone width)."""
         def shade(origins: Tensor, directions: Tensor, pixels: Tensor) -> dict[str, Tensor]:
             ids = torch.zeros(pixels.shape[0], dtype=torch.int64)
-            radii = pixel_footprint_radii(camera, ids, pixels).to(origins.device)
+            radii = pixel_footprint_radii(camera, ids, pixels, directions.cpu()).to(origins.device)
             final: Shaded = self.render_rays(origins, directions, radii,
                                              background.to(origins.device).expand(origins.shape[0], 3))["final"]
             return {"rgb": final.rgb, "depth": final.depth, "alpha": final.alpha,
