@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from nerfkit.errors import NerfkitError
 
@@ -146,7 +147,6 @@ def process(source: Path, out: Path, options: ProcessOptions,
             models_dir.mkdir()
             mapping = pycolmap.IncrementalPipelineOptions()
             mapping.random_seed = options.seed + attempt
-            mapping.num_threads = 1                # multi-threaded bundle adjustment is not reproducible
             models = pycolmap.incremental_mapping(database, images_dir, models_dir, options=mapping)
             if not models or not _model_collapsed(max(models.values(), key=lambda m: m.num_reg_images())):
                 break
@@ -193,10 +193,15 @@ def process(source: Path, out: Path, options: ProcessOptions,
 
 def collapsed_cameras(centres: np.ndarray, points: np.ndarray) -> bool:
     """True when a reconstruction put most cameras at one point (a degenerate COLMAP solution,
-    seen now and then with multithreaded mapping): the median distance of the (C, 3) camera centres
-    from their median is below :data:`COLLAPSE_RATIO` times that of the (P, 3) 3D points."""
+    seen now and then): the median distance of the (C, 3) camera centres from their median is below
+    :data:`COLLAPSE_RATIO` times that of the (P, 3) 3D points, or one camera lies absurdly far from
+    the rest (:func:`nerfkit.data.normalize.camera_outlier`, which would make the scene unloadable)."""
     if len(centres) < 3 or len(points) == 0:
         return False
+    from nerfkit.data.normalize import camera_outlier
+
+    if camera_outlier(torch.from_numpy(centres)) is not None:   # what loading the scene would refuse
+        return True
     camera_spread = np.median(np.linalg.norm(centres - np.median(centres, axis=0), axis=1))
     point_spread = np.median(np.linalg.norm(points - np.median(points, axis=0), axis=1))
     return bool(camera_spread < COLLAPSE_RATIO * point_spread)

@@ -145,6 +145,10 @@ def test_collapsed_cameras_are_told_apart_from_real_captures():
     # what COLMAP returned once for the demo photos: 50 of 60 cameras at one point (1e-5 apart)
     collapsed = np.concatenate([orbit[:10], [0.59, -0.24, -0.70] + 1e-5 * rng.normal(size=(50, 3))])
     assert collapsed_cameras(collapsed, 12 * points)
+    # ... and what it returned in another CI run: cameras 1.5e-6 apart, the points collapsed with them,
+    # one camera 3e5 units away (the scene loader refuses that pose)
+    tiny = 1.5e-6 * rng.normal(size=(59, 3))
+    assert collapsed_cameras(np.concatenate([tiny, [[3e5, 0.0, 0.0]]]), 1e-6 * points)
     assert not collapsed_cameras(orbit[:2], points) and not collapsed_cameras(orbit, points[:0])
 
 

@@ -187,17 +187,30 @@ def normalize_poses(c2w: Tensor, points: Tensor | None = None, kind: str = "obje
     return Normalization(similarity(center, scale), aabb, kind == "unbounded")
 
 
-def _check_outliers(origins: Tensor, names: Sequence[str] | None) -> None:
-    """Refuse a camera absurdly far from the others (a broken pose that would collapse the scene).
+def camera_outlier(origins: Tensor) -> tuple[int, float, float] | None:
+    """The camera absurdly far from the others, if any: ``(index, its distance, median distance)``.
 
-    Distances are taken from the per-axis median camera position; the limit,
-    :data:`MAX_DISTANCE_RATIO` times the median distance, is far beyond any real capture.
+    Distances of the (N, 3) ``origins`` are taken from their per-axis median; the limit is
+    :data:`MAX_DISTANCE_RATIO` times the median distance, far beyond any real capture.
     """
     distances = (origins - origins.median(dim=0).values).norm(dim=-1)
     median = float(distances.median())
     far = int(distances.argmax())
     farthest = float(distances[far])
     if not math.isfinite(farthest) or (median > 0 and farthest > MAX_DISTANCE_RATIO * median):
+        return far, farthest, median
+    return None
+
+
+def _check_outliers(origins: Tensor, names: Sequence[str] | None) -> None:
+    """Refuse a camera absurdly far from the others (a broken pose that would collapse the scene).
+
+    Distances are taken from the per-axis median camera position; the limit,
+    :data:`MAX_DISTANCE_RATIO` times the median distance, is far beyond any real capture.
+    """
+    outlier = camera_outlier(origins)
+    if outlier is not None:
+        far, farthest, median = outlier
         name = f"'{names[far]}'" if names is not None else f"#{far}"
         raise NerfkitError(f"the camera of frame {name} is {farthest:.3g} units from the other "
                            f"cameras, over {MAX_DISTANCE_RATIO:.0e} times their median distance "
