@@ -19,7 +19,7 @@ import numpy as np
 from nerfkit.export.mesh_export import MeshOptions, export_mesh
 from nerfkit.export.mesh_io import read_mesh
 from nerfkit.export.tsdf import chamfer_distance, f_score, sample_surface
-from nerfkit.pipeline import read_run_config
+from nerfkit.runs.session import read_run_config
 
 SAMPLES = 200_000
 

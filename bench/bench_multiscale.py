@@ -18,9 +18,11 @@ import time
 
 import torch
 
-from nerfkit.config import RunConfig, TrainConfig, apply_overrides, load_preset, method_config_class
-from nerfkit.evaluate import evaluate_split
-from nerfkit.pipeline import start_run
+from nerfkit.core.settings import apply_overrides
+from nerfkit.methods.registry import method_spec
+from nerfkit.runs.config import RunConfig, TrainConfig, load_preset
+from nerfkit.runs.evaluate import evaluate_split
+from nerfkit.runs.session import start_run
 
 
 def run_config(spec: str, args: argparse.Namespace) -> RunConfig:
@@ -37,7 +39,7 @@ def run_config(spec: str, args: argparse.Namespace) -> RunConfig:
                         max_steps=10 ** 9, downscale=args.downscale, checkpoint_seconds=1e9,
                         checkpoint_every=10 ** 9, device=args.device,
                         scene_kind=values["train"].get("scene_kind", "auto"))
-    config = apply_overrides(method_config_class(method)(), values["method"], preset or method)
+    config = apply_overrides(method_spec(method).config(), values["method"], preset or method)
     return RunConfig(train, apply_overrides(config, overrides, "--set"))
 
 

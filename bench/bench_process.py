@@ -15,11 +15,12 @@ from pathlib import Path
 
 import torch
 
-from nerfkit.config import RunConfig, TrainConfig, method_config_class
 from nerfkit.data.load import load_scene
-from nerfkit.data.pose_eval import align_poses, match_by_stem, pose_errors, read_true_poses
-from nerfkit.pipeline import start_run
-from nerfkit.process import ProcessOptions, process
+from nerfkit.ingest.pose_eval import align_poses, match_by_stem, pose_errors, read_true_poses
+from nerfkit.ingest.process import ProcessOptions, process
+from nerfkit.methods.registry import method_spec
+from nerfkit.runs.config import RunConfig, TrainConfig
+from nerfkit.runs.session import start_run
 
 
 def main() -> None:
@@ -52,7 +53,7 @@ def main() -> None:
     if args.train_method:
         config = RunConfig(TrainConfig(scene=str(out), method=args.train_method, max_time=args.train_seconds,
                                        output_dir="/tmp/nerfkit-bench/outputs"),
-                           method_config_class(args.train_method)())
+                           method_spec(args.train_method).config())
         trainer = start_run(config, log=lambda line: None)
         metrics = trainer.train(progress_bar=False)
         print(f"{args.train_method} on the processed scene, {args.train_seconds:.0f} s: {metrics['steps']} steps, "

@@ -17,9 +17,11 @@ import time
 
 import torch
 
-from nerfkit.config import RunConfig, TrainConfig, apply_overrides, method_config_class
-from nerfkit.evaluate import evaluate_split
-from nerfkit.pipeline import start_run
+from nerfkit.core.settings import apply_overrides
+from nerfkit.methods.registry import method_spec
+from nerfkit.runs.config import RunConfig, TrainConfig
+from nerfkit.runs.evaluate import evaluate_split
+from nerfkit.runs.session import start_run
 
 
 def main() -> None:
@@ -35,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     by_steps = bool(args.steps)
     marks = sorted(float(t) for t in (args.steps or args.times or "30,60,120,300").split(","))
-    method = apply_overrides(method_config_class(args.method)(), dict(item.split("=", 1) for item in args.set),
+    method = apply_overrides(method_spec(args.method).config(), dict(item.split("=", 1) for item in args.set),
                              "--set")
     train = TrainConfig(scene=args.scene, method=args.method, output_dir=args.output_dir,
                         max_time=0.0 if by_steps else marks[-1], max_steps=int(marks[-1]) if by_steps else 10 ** 9,

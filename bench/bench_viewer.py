@@ -2,7 +2,7 @@
 browser keeps moving the camera.
 
 The frame path is exactly what the viewer does per frame: the method renders the browser's camera
-(``nerfkit.view_render.MethodRenderer``: eval mode, no grad, depth, normals), the picture is made
+(``nerfkit.app.viewer_adapter.MethodRenderer``: eval mode, no grad, depth, normals), the picture is made
 (``nerfkit.viewer.display.to_display``) and JPEG-encoded for the browser. Cameras orbit the scene
 through the test views. Each progressive level (1/4, 1/2, full of ``--resolution`` px) is timed.
 Then training runs ``--train-check`` seconds alone and as long again with the viewer's training
@@ -25,10 +25,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nerfkit.config import RunConfig, TrainConfig, method_config_class
-from nerfkit.pipeline import resume_run, start_run
-from nerfkit.serve import RENDER_FRACTION, TrainingViewer
-from nerfkit.view_render import MethodRenderer
+from nerfkit.app.serve import RENDER_FRACTION, TrainingViewer
+from nerfkit.app.viewer_adapter import MethodRenderer
+from nerfkit.methods.registry import method_spec
+from nerfkit.runs.config import RunConfig, TrainConfig
+from nerfkit.runs.session import resume_run, start_run
 from nerfkit.viewer.camera_math import image_size
 from nerfkit.viewer.display import to_display
 from nerfkit.viewer.schedule import DEFAULT_LEVELS, affordable_long_side
@@ -137,7 +138,7 @@ def main() -> None:
         train = TrainConfig(scene=args.scene, method=args.method, output_dir=args.output_dir,
                             max_time=args.train_seconds, checkpoint_seconds=1e9, checkpoint_every=10 ** 9,
                             threads=args.threads)
-        trainer = start_run(RunConfig(train, method_config_class(args.method)()), log=lambda line: None)
+        trainer = start_run(RunConfig(train, method_spec(args.method).config()), log=lambda line: None)
         while not trainer.done():
             trainer.step()
         trainer.save()

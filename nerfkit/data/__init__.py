@@ -1,7 +1,8 @@
-"""Scene formats -> one :class:`~nerfkit.data.scene.Scene`. Entry point: :func:`load_scene`.
+"""Scenes in: formats -> one :class:`~nerfkit.data.scene.Scene`, its cameras and rays, and the batches
+methods train on. Entry point: :func:`load_scene`.
 
-``load_scene`` is imported lazily: :mod:`nerfkit.cameras` imports :mod:`nerfkit.data.scene`, and the
-readers import :mod:`nerfkit.cameras`, so an eager import here would be circular.
+``load_scene`` is imported on first use, so that ``import nerfkit.data.cameras`` (say) does not load
+the format readers and pycolmap.
 """
 
 __all__ = ["load_scene"]

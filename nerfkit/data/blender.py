@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
+from nerfkit.core.errors import NerfkitError
+from nerfkit.data.cameras import Cameras
 from nerfkit.data.images import check_images_exist, image_size
-from nerfkit.data.scene import SPLITS, Cameras, Scene
-from nerfkit.data.transforms_json import (frame_c2w, frame_image_path, json_frames, json_number,
-                                          read_json)
-from nerfkit.errors import NerfkitError
+from nerfkit.data.scene import SPLITS, Scene
+from nerfkit.data.transforms_json import frame_c2w, frame_image_path, json_frames, json_number, read_json
 
 
 def split_file(root: Path, split: str) -> Path:

@@ -14,12 +14,13 @@ import numpy as np
 import pycolmap
 import torch
 
+from nerfkit.core.errors import NerfkitError
+from nerfkit.data.cameras import Cameras
+from nerfkit.data.colmap_cameras import camera_from_colmap
 from nerfkit.data.colmap_check import check_model_files
 from nerfkit.data.images import check_images_exist
-from nerfkit.data.scene import Cameras, Scene
-from nerfkit.errors import NerfkitError
+from nerfkit.data.scene import Scene
 
-SUPPORTED_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
 IMAGES_DIR = "images"
 
 
@@ -35,29 +36,6 @@ def model_file(model_dir: Path, stem: str) -> Path:
     """``stem.bin`` if present (pycolmap prefers it), else ``stem.txt``."""
     binary = model_dir / f"{stem}.bin"
     return binary if binary.is_file() else model_dir / f"{stem}.txt"
-
-
-def camera_from_colmap(model: str, params: np.ndarray, source: Path) -> tuple[list[float],
-                                                                              list[float]]:
-    """COLMAP model + params -> ``[fx, fy, cx, cy]`` and ``[k1, k2, p1, p2, k3]``.
-
-    Raises:
-        NerfkitError: for a model outside :data:`SUPPORTED_MODELS`, naming it and ``source``.
-    """
-    p = [float(v) for v in params]
-    zero = [0.0] * 5
-    if model == "SIMPLE_PINHOLE":
-        return [p[0], p[0], p[1], p[2]], zero
-    if model == "PINHOLE":
-        return p[:4], zero
-    if model == "SIMPLE_RADIAL":
-        return [p[0], p[0], p[1], p[2]], [p[3], 0.0, 0.0, 0.0, 0.0]
-    if model == "RADIAL":
-        return [p[0], p[0], p[1], p[2]], [p[3], p[4], 0.0, 0.0, 0.0]
-    if model == "OPENCV":
-        return p[:4], [p[4], p[5], p[6], p[7], 0.0]
-    raise NerfkitError(f"camera model '{model}' in '{source}' is not supported; supported: "
-                       f"{', '.join(SUPPORTED_MODELS)} (undistort the images with COLMAP first)")
 
 
 def _check_text_models(model_dir: Path) -> None:

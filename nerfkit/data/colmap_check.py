@@ -4,7 +4,7 @@ pycolmap's binary readers trust the counts in a file: a truncated ``images.bin``
 or ``frames.bin`` aborts the whole Python process (a failed glog CHECK), and a truncated
 ``cameras.bin`` can load with garbage parameters. Its text readers do not notice a file cut off
 between two lines. So every file of the model is walked here first, record by record, and a file
-whose layout does not add up raises :class:`~nerfkit.errors.NerfkitError` naming the file and
+whose layout does not add up raises :class:`~nerfkit.core.errors.NerfkitError` naming the file and
 the byte offset (binary) or line (text) where it stops making sense.
 
 Binary layouts (little endian, COLMAP >= 3.12 / pycolmap >= 3.12; ``rigs`` and ``frames`` are
@@ -28,7 +28,8 @@ from typing import Callable, Sequence
 
 import pycolmap
 
-from nerfkit.errors import NerfkitError
+from nerfkit.core.errors import NerfkitError
+from nerfkit.data.colmap_cameras import camera_from_colmap
 
 _POSE_BYTES = 7 * 8
 
@@ -213,7 +214,6 @@ def _check_count(path: Path, lines: list[tuple[int, str]], label: str, found: in
 
 
 def _cameras_txt(path: Path, lines: list[tuple[int, str]]) -> None:
-    from nerfkit.data.colmap import camera_from_colmap
 
     params = camera_param_counts()
     data = [(n, line.split()) for n, line in lines if line and not line.startswith("#")]

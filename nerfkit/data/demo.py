@@ -30,8 +30,8 @@ import torch
 from plyfile import PlyData, PlyElement
 from torch import Tensor
 
-from nerfkit.cameras import opengl_to_opencv
-from nerfkit.errors import NerfkitError
+from nerfkit.core.errors import NerfkitError
+from nerfkit.data.cameras import opengl_to_opencv
 
 DEMO_NAME = "demo-v1"                 # bump the version when the scene's look or layout changes
 CAMERA_ANGLE_X = math.radians(40.0)   # horizontal field of view, radians

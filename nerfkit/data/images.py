@@ -1,7 +1,7 @@
 """Reading scene images: any common file -> uint8 (H, W, 3|4) sRGB arrays, optionally downscaled.
 
 Errors a user can cause (a missing, corrupt or truncated file, an image of the wrong size) raise
-:class:`~nerfkit.errors.NerfkitError` naming the file.
+:class:`~nerfkit.core.errors.NerfkitError` naming the file.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import imageio.v3 as iio
 import numpy as np
 from PIL import Image
 
-from nerfkit.errors import NerfkitError
+from nerfkit.core.errors import NerfkitError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 

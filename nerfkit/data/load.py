@@ -16,16 +16,17 @@ from typing import Callable
 
 import torch
 
+from nerfkit.core.errors import NerfkitError
 from nerfkit.data.blender import parse_blender, split_file
+from nerfkit.data.cameras import Cameras
 from nerfkit.data.colmap import find_model_dir, parse_colmap
 from nerfkit.data.images import load_images
-from nerfkit.data.normalize import (check_poses, normalize_poses, resolve_kind, transform_c2w,
-                                    transform_points)
-from nerfkit.data.scene import Cameras, Scene
+from nerfkit.data.normalize import check_poses, normalize_poses, resolve_kind
+from nerfkit.data.scene import Scene
+from nerfkit.data.similarity import transform_c2w, transform_points
 from nerfkit.data.transforms_json import parse_transforms_json
-from nerfkit.errors import NerfkitError
 
-MIN_IMAGE_SIZE = 11        # the SSIM window (nerfkit.metrics); smaller images cannot be scored
+MIN_IMAGE_SIZE = 11        # the SSIM window (nerfkit.image.metrics); smaller images cannot be scored
 PARSERS: dict[str, Callable[[Path], Scene]] = {
     "blender": parse_blender,
     "transforms": parse_transforms_json,

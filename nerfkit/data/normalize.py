@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from nerfkit.errors import NerfkitError
+from nerfkit.core.errors import NerfkitError
 
 KINDS = ("object", "unbounded")
 OBJECT_CAMERA_DISTANCE = 1.0 / 0.375
@@ -215,18 +215,3 @@ def _check_outliers(origins: Tensor, names: Sequence[str] | None) -> None:
         raise NerfkitError(f"the camera of frame {name} is {farthest:.3g} units from the other "
                            f"cameras, over {MAX_DISTANCE_RATIO:.0e} times their median distance "
                            f"{median:.3g}: its pose is probably broken")
-
-
-def transform_c2w(world_to_scene: Tensor, c2w: Tensor) -> Tensor:
-    """Apply a uniform-scale similarity to (N, 4, 4) c2w; rotations stay orthonormal. float64."""
-    world_to_scene = world_to_scene.double()
-    scale = float(torch.linalg.det(world_to_scene[:3, :3]).abs() ** (1.0 / 3.0))
-    out = world_to_scene @ c2w.double()
-    out[:, :3, :3] /= scale
-    return out
-
-
-def transform_points(world_to_scene: Tensor, points: Tensor) -> Tensor:
-    """Apply a (4, 4) similarity to (P, 3) points; float64."""
-    world_to_scene = world_to_scene.double()
-    return points.double() @ world_to_scene[:3, :3].T + world_to_scene[:3, 3]

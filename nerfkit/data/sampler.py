@@ -1,4 +1,5 @@
-"""Random pixel batches over a scene's training images (mixed image sizes allowed)."""
+"""Training batches over a scene's images: random pixels as rays (mixed image sizes allowed) or whole
+images, each on its background."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nerfkit.cameras import generate_rays, pixel_footprint_radii
+from nerfkit.data.cameras import generate_rays, pixel_footprint_radii
+from nerfkit.data.inputs import BatchRequest, ImageBatch, RayBatch
 from nerfkit.data.scene import Scene
-from nerfkit.methods.base import ImageBatch, RayBatch
 
 
 def background_color(name: str, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -99,3 +100,13 @@ class ImageSampler:
         background = background_color(self.background, 1, self.generator)[0]
         return ImageBatch(self.scene.cameras[index], image_on_background(self.scene, index, background),
                           background, index)
+
+
+def make_sampler(scene: Scene, image_ids: list[int], request: BatchRequest,
+                 seed: int = 0) -> PixelSampler | ImageSampler:
+    """The sampler that serves a method's :class:`~nerfkit.data.inputs.BatchRequest` over the images
+    ``image_ids``: whole images for ``kind == "image"``, random pixels (with cone radii when asked)
+    otherwise; ``sample(request.rays)`` draws a batch."""
+    if request.kind == "image":
+        return ImageSampler(scene, image_ids, request.background, seed=seed)
+    return PixelSampler(scene, image_ids, request.background, seed=seed, with_radii=request.cone_radii)

@@ -1,6 +1,6 @@
 """The one in-memory scene type every loader produces and every method consumes.
 
-Conventions (DESIGN.md): cameras are camera-to-world 4x4 with OpenCV axes (x right, y down,
+Conventions (docs/design.md): cameras are camera-to-world 4x4 with OpenCV axes (x right, y down,
 z forward); all geometry in a :class:`Scene` is in *normalised* coordinates, and
 ``world_to_scene`` maps the scene's original world coordinates (and units) into them.
 """
@@ -14,72 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nerfkit.data.cameras import Cameras
+
 SPLITS = ("train", "val", "test")
-
-
-@dataclass
-class Cameras:
-    """N pinhole cameras with optional OpenCV radial-tangential distortion.
-
-    Attributes:
-        c2w: (N, 4, 4) float32 camera-to-world, OpenCV axes, normalised scene coordinates.
-        intrinsics: (N, 4) float32 ``fx, fy, cx, cy`` in pixels of the (downscaled) image; the
-            centre of the top-left pixel is at (0.5, 0.5).
-        sizes: (N, 2) int64 ``width, height`` in pixels.
-        distortion: (N, 5) float32 OpenCV ``k1, k2, p1, p2, k3``; all zeros for a pinhole.
-    """
-
-    c2w: Tensor
-    intrinsics: Tensor
-    sizes: Tensor
-    distortion: Tensor
-
-    def __len__(self) -> int:
-        return int(self.c2w.shape[0])
-
-    def __getitem__(self, index) -> "Cameras":
-        """Cameras at ``index`` (an int, slice, list or tensor); always keeps the batch dim."""
-        if isinstance(index, int):
-            index = [index]
-        return Cameras(self.c2w[index], self.intrinsics[index], self.sizes[index],
-                       self.distortion[index])
-
-    def to(self, device: torch.device | str) -> "Cameras":
-        return Cameras(self.c2w.to(device), self.intrinsics.to(device), self.sizes.to(device),
-                       self.distortion.to(device))
-
-    def scaled(self, factor: float) -> "Cameras":
-        """The same cameras for images resized by ``factor`` (0.5 = half the width)."""
-        sizes = torch.round(self.sizes.double() * factor).long()
-        intrinsics = self.intrinsics.clone()
-        intrinsics[:, 0] *= sizes[:, 0] / self.sizes[:, 0]
-        intrinsics[:, 1] *= sizes[:, 1] / self.sizes[:, 1]
-        intrinsics[:, 2] *= sizes[:, 0] / self.sizes[:, 0]
-        intrinsics[:, 3] *= sizes[:, 1] / self.sizes[:, 1]
-        return Cameras(self.c2w.clone(), intrinsics, sizes, self.distortion.clone())
-
-    def downscaled(self, factor: int) -> "Cameras":
-        """The same cameras for images area-downsampled by an integer ``factor`` (multiscale eval).
-
-        Sizes become ``(W // factor, H // factor)`` and ``fx, fy, cx, cy`` are divided by
-        ``factor`` exactly (no rounding), so downscaled pixel (i, j) covers exactly the full-size
-        pixels ``[i*f, (i+1)*f) x [j*f, (j+1)*f)``: the full image cropped to multiples of ``f`` at
-        the right and bottom. Distortion (in normalised coordinates) is unchanged. A cone-tracing
-        NeRF derives its pixel footprint from the focal length, so the footprint widens by ``f``.
-
-        Args:
-            factor: positive integer divisor of the image size.
-        Returns:
-            N cameras with (N, 2) sizes ``W // f, H // f`` and (N, 4) intrinsics in the new pixels.
-        """
-        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-            raise ValueError(f"downscale factor must be a positive integer, got {factor!r}")
-        sizes = torch.div(self.sizes, factor, rounding_mode="floor")
-        return Cameras(self.c2w.clone(), self.intrinsics / factor, sizes, self.distortion.clone())
-
-    @property
-    def has_distortion(self) -> bool:
-        return bool((self.distortion != 0).any())
 
 
 @dataclass

@@ -21,10 +21,10 @@ import plyfile
 import torch
 from torch import Tensor
 
-from nerfkit.cameras import opengl_to_opencv
+from nerfkit.core.errors import NerfkitError
+from nerfkit.data.cameras import Cameras, opengl_to_opencv
 from nerfkit.data.images import check_images_exist, image_size, resolve_image_path
-from nerfkit.data.scene import Cameras, Scene
-from nerfkit.errors import NerfkitError
+from nerfkit.data.scene import Scene
 
 SUPPORTED_CAMERA_MODELS = ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL")
 _DISTORTION_KEYS = ("k1", "k2", "p1", "p2", "k3")

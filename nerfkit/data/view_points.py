@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from nerfkit.cameras import project
+from nerfkit.data.cameras import project
 from nerfkit.data.scene import Scene
 
 

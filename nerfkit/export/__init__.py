@@ -1,10 +1,14 @@
-"""Exports of a trained scene to files other tools open (DESIGN.md, "Outputs").
+"""Exports of a trained method to files other tools open, always in the scene's ORIGINAL world
+coordinates (docs/design.md, "Conventions"). Each entry point takes objects (a method, its scene,
+options) and returns a result with a ``write(path)``:
 
-- :mod:`nerfkit.export.splat_ply`: Gaussians to and from the standard 3DGS Gaussian .ply.
-- :mod:`nerfkit.export.transform`: similarity transforms of Gaussians (SH rotation included), so
-  exports land in the scene's original world coordinates.
-- :mod:`nerfkit.export.splat_export`: ``nerfkit export splat``.
-- :mod:`nerfkit.export.tsdf`: TSDF fusion of rendered depth and marching cubes, mesh clean-up and
-  Chamfer / F-score (the building blocks of mesh export).
-- :mod:`nerfkit.export.mesh_io`: meshes to and from .ply (vertex colours) and .obj (+ .mtl, texture).
+- :func:`nerfkit.export.mesh.export_mesh`: TSDF fusion of rendered depth -> a coloured mesh
+  (.ply / .obj, optionally textured).
+- :func:`nerfkit.export.pointcloud.export_pointcloud`: points on the rendered depth, or the centres
+  of the Gaussians.
+- :func:`nerfkit.export.gaussians.export_splat`: the Gaussians for the standard 3DGS .ply.
+
+Building blocks: :mod:`.tsdf` (fusion, marching cubes, Chamfer / F-score), :mod:`.holes`,
+:mod:`.simplify`, :mod:`.texture`, :mod:`.mesh_io` and :mod:`.splat_ply` (the file formats),
+:mod:`.transform` (Gaussians under a similarity), :mod:`.views` (views rendered for export).
 """

@@ -1,6 +1,6 @@
 """Triangle meshes to and from .ply and .obj, in the forms Blender and MeshLab import with colours.
 
-DESIGN.md ("Conventions"): meshes are written Z-up as the scene was given, in scene units; this
+docs/design.md ("Conventions"): meshes are written Z-up as the scene was given, in scene units; this
 module writes the coordinates it is handed, unchanged (the caller maps them back to the scene's
 original world frame first).
 
@@ -42,8 +42,8 @@ from typing import IO, Any
 import numpy as np
 from plyfile import PlyData, PlyElement, PlyListProperty, PlyParseError
 
-from nerfkit.errors import NerfkitError
-from nerfkit.runs import atomic_write
+from nerfkit.core.errors import NerfkitError
+from nerfkit.core.files import atomic_write
 
 MESH_SUFFIXES = (".ply", ".obj")
 """The file types :func:`write_mesh` and :func:`read_mesh` handle, chosen by the path's suffix."""

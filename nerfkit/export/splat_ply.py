@@ -1,6 +1,6 @@
 """The standard 3DGS Gaussian .ply: write Gaussians that other splat viewers open; read theirs.
 
-The file (DESIGN.md, "Gaussian .ply") is a binary little-endian PLY with one ``vertex`` element, one
+The file (docs/design.md, "Gaussian .ply") is a binary little-endian PLY with one ``vertex`` element, one
 row per Gaussian, and only float32 properties, in this order::
 
     x y z  nx ny nz  f_dc_0 f_dc_1 f_dc_2  f_rest_0 .. f_rest_{3K-1}  opacity  scale_0..2  rot_0..3
@@ -33,8 +33,8 @@ import torch
 from plyfile import PlyData, PlyElement, PlyListProperty, PlyParseError
 from torch import Tensor
 
-from nerfkit.errors import NerfkitError
-from nerfkit.runs import atomic_write
+from nerfkit.core.errors import NerfkitError
+from nerfkit.core.files import atomic_write
 
 MAX_SH_DEGREE = 3
 """The highest SH degree a 3DGS .ply holds (45 ``f_rest`` properties)."""

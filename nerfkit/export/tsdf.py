@@ -1,6 +1,6 @@
 """Meshes from rendered depth: TSDF fusion, marching cubes, clean-up and geometric metrics.
 
-Every method renders ``{rgb, depth, alpha}`` (DESIGN.md, "Contracts"), so fusing rendered depth maps
+Every method renders ``{rgb, depth, alpha}`` (docs/design.md, "Contracts"), so fusing rendered depth maps
 into a truncated signed distance volume gives one mesh exporter for all of them, the Gaussian
 splats included (they have no density field to threshold).
 

@@ -23,10 +23,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from nerfkit.fields.encodings import make_hash_grid, sh_encode
+from nerfkit.fields.encodings import make_hash_grid
 from nerfkit.fields.mip import integrated_pos_enc
 from nerfkit.fields.ngp_field import mlp, trunc_exp
+from nerfkit.fields.options import FieldHeadOptions, HashGridOptions, MipMLPOptions
 from nerfkit.ops import level_layout
+from nerfkit.render.spherical_harmonics import sh_encode
 
 
 class Frusta(NamedTuple):
@@ -54,30 +56,32 @@ def pos_enc(x: Tensor, degrees: int) -> Tensor:
 
 
 class MipMLPField(nn.Module):
-    """Mip-NeRF's field: IPE -> ``depth`` x ``width`` ReLU MLP (input again after ``skip`` layers)
-    -> density and a bottleneck; bottleneck + PE(direction) -> one ``view_width`` layer -> colour.
+    """Mip-NeRF's field: IPE -> ``mlp_depth`` x ``mlp_width`` ReLU MLP (input again after
+    ``skip_layer`` layers) -> density and a bottleneck; bottleneck + PE(direction) -> one
+    ``view_width`` layer -> colour.
 
-    With ``density_only`` (a Mip-NeRF 360 proposal field) there is no colour head.
+    Args:
+        options: the encoding and MLP sizes (:class:`~nerfkit.fields.options.MipMLPOptions`).
+        density_only: a Mip-NeRF 360 proposal field (no colour head).
     """
 
-    def __init__(self, min_deg: int, max_deg: int, depth: int, width: int, skip: int, view_deg: int,
-                 view_width: int, density_bias: float, rgb_padding: float, density_only: bool = False
-                 ) -> None:
+    def __init__(self, options: MipMLPOptions, density_only: bool = False) -> None:
         super().__init__()
-        self.min_deg, self.max_deg, self.view_deg = min_deg, max_deg, view_deg
-        self.skip, self.density_bias, self.rgb_padding = skip, density_bias, rgb_padding
-        in_dim = 6 * (max_deg - min_deg)
+        self.min_deg, self.max_deg, self.view_deg = options.min_deg, options.max_deg, options.view_deg
+        self.skip, self.density_bias, self.rgb_padding = options.skip_layer, options.density_bias, options.rgb_padding
+        width = options.mlp_width
+        in_dim = 6 * (options.max_deg - options.min_deg)
         self.layers = nn.ModuleList()
         dim = in_dim
-        for index in range(depth):
+        for index in range(options.mlp_depth):
             self.layers.append(nn.Linear(dim, width))
-            dim = width + (in_dim if index + 1 == skip else 0)
+            dim = width + (in_dim if index + 1 == self.skip else 0)
         self.density_out = nn.Linear(dim, 1)
         self.density_only = density_only
         if not density_only:
             self.bottleneck = nn.Linear(dim, width)
-            self.view_layer = nn.Linear(width + 3 + 6 * view_deg, view_width)
-            self.rgb_out = nn.Linear(view_width, 3)
+            self.view_layer = nn.Linear(width + 3 + 6 * options.view_deg, options.view_width)
+            self.rgb_out = nn.Linear(options.view_width, 3)
 
     def _trunk(self, frusta: Frusta) -> Tensor:
         encoded = integrated_pos_enc(frusta.means, frusta.variances, self.min_deg, self.max_deg)
@@ -106,25 +110,25 @@ class MipHashField(nn.Module):
 
     Args:
         extent: half-size of the normalised cube (1 for objects, 2 for contracted space).
+        hash_grid: the grid's options; heads: the MLPs' options.
         density_only: a proposal field (density MLP with one output, no colour head).
     """
 
-    def __init__(self, extent: float, n_levels: int, features_per_level: int, log2_table_size: int,
-                 base_resolution: int, max_resolution: int, hidden_dim: int, geo_feat_dim: int,
-                 sh_degree: int, color_hidden_layers: int, hash_backend: str,
+    def __init__(self, extent: float, hash_grid: HashGridOptions, heads: FieldHeadOptions,
                  density_only: bool = False) -> None:
         super().__init__()
         self.extent = extent
-        self.encoding = make_hash_grid(hash_backend, n_levels, features_per_level, log2_table_size,
-                                       base_resolution, max_resolution)
-        resolutions, _ = level_layout(n_levels, log2_table_size, base_resolution, max_resolution)
+        self.encoding = make_hash_grid(hash_grid)
+        resolutions, _ = level_layout(hash_grid.n_levels, hash_grid.log2_table_size, hash_grid.base_resolution,
+                                      hash_grid.max_resolution)
         self.register_buffer("resolutions", resolutions.float(), persistent=False)
-        self.features_per_level = features_per_level
+        self.features_per_level = hash_grid.features_per_level
         self.density_only = density_only
-        self.density_net = mlp(self.encoding.out_dim, hidden_dim, 1 if density_only else 1 + geo_feat_dim, 1)
-        self.sh_degree = sh_degree
+        self.density_net = mlp(self.encoding.out_dim, heads.hidden_dim, 1 if density_only else 1 + heads.geo_feat_dim, 1)
+        self.sh_degree = heads.sh_degree
         if not density_only:
-            self.color_net = mlp(sh_degree ** 2 + geo_feat_dim, hidden_dim, 3, color_hidden_layers)
+            self.color_net = mlp(heads.sh_degree ** 2 + heads.geo_feat_dim, heads.hidden_dim, 3,
+                                 heads.color_hidden_layers)
 
     def level_weights(self, radial_stds: Tensor) -> Tensor:
         """(N,) radial std in normalised units -> (N, L) weights erf(1 / sqrt(8 sigma^2 n^2)) in (0, 1].

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from nerfkit.config import NGPConfig
-from nerfkit.fields.encodings import make_hash_grid, sh_encode
+from nerfkit.fields.encodings import make_hash_grid
+from nerfkit.fields.options import FieldHeadOptions, HashGridOptions
 from nerfkit.render.contraction import to_unit_cube
+from nerfkit.render.spherical_harmonics import sh_encode
 
 
 class _TruncExp(torch.autograd.Function):
@@ -43,21 +44,20 @@ class NGPField(nn.Module):
     """Density and view-dependent colour at scene points.
 
     Args:
-        config: the method's hyper-parameters.
         aabb: (2, 3) scene box; unbounded: contract space outside it.
+        hash_grid: the encoding's options; heads: the MLPs' options.
     """
 
-    def __init__(self, config: NGPConfig, aabb: Tensor, unbounded: bool) -> None:
+    def __init__(self, aabb: Tensor, unbounded: bool, hash_grid: HashGridOptions,
+                 heads: FieldHeadOptions) -> None:
         super().__init__()
         self.register_buffer("aabb", aabb.clone().float())
         self.unbounded = unbounded
-        self.encoding = make_hash_grid(config.hash_backend, config.n_levels, config.features_per_level,
-                                       config.log2_table_size, config.base_resolution,
-                                       config.max_resolution)
-        self.density_net = mlp(self.encoding.out_dim, config.hidden_dim, 1 + config.geo_feat_dim, 1)
-        self.sh_degree = config.sh_degree
-        self.color_net = mlp(config.sh_degree ** 2 + config.geo_feat_dim, config.hidden_dim, 3,
-                             config.color_hidden_layers)
+        self.encoding = make_hash_grid(hash_grid)
+        self.density_net = mlp(self.encoding.out_dim, heads.hidden_dim, 1 + heads.geo_feat_dim, 1)
+        self.sh_degree = heads.sh_degree
+        self.color_net = mlp(heads.sh_degree ** 2 + heads.geo_feat_dim, heads.hidden_dim, 3,
+                             heads.color_hidden_layers)
 
     def _geometry(self, x: Tensor) -> tuple[Tensor, Tensor]:
         unit = to_unit_cube(x, self.aabb, self.unbounded)

@@ -1,25 +1,9 @@
-"""Methods, one file each, behind the protocol in :mod:`nerfkit.methods.base`."""
+"""Methods, one file each (reading like its paper), behind the contract in :mod:`nerfkit.methods.base`.
 
-from __future__ import annotations
+:mod:`nerfkit.methods.registry` lists them; each method's settings live next to it
+(``ngp_config.py`` beside ``ngp.py``).
+"""
 
-from typing import Any
+from nerfkit.methods.registry import METHODS, MethodSpec, build_method, method_spec
 
-from nerfkit.errors import NerfkitError
-from nerfkit.methods.base import Method, RayBatch, SceneInfo
-
-
-def build_method(name: str, config: Any, scene: SceneInfo) -> Method:
-    """Instantiate method ``name`` (imported lazily) from its config and scene information."""
-    if name == "ngp":
-        from nerfkit.methods.ngp import NGP
-        return NGP(config, scene)
-    if name == "mipnerf":
-        from nerfkit.methods.mipnerf import MipNeRF
-        return MipNeRF(config, scene)
-    if name == "splat":
-        from nerfkit.methods.splat import Splat
-        return Splat(config, scene)
-    raise NerfkitError(f"unknown method '{name}': expected ngp, mipnerf or splat")
-
-
-__all__ = ["Method", "RayBatch", "SceneInfo", "build_method"]
+__all__ = ["METHODS", "MethodSpec", "build_method", "method_spec"]

@@ -25,19 +25,19 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from nerfkit.cameras import pixel_footprint_radii
-from nerfkit.config import MipNeRFConfig
-from nerfkit.data.scene import Cameras
-from nerfkit.errors import NerfkitError
+from nerfkit.data.cameras import Cameras, pixel_footprint_radii
+from nerfkit.data.inputs import BatchRequest, RayBatch, SceneInfo
 from nerfkit.fields.mip import conical_frustum_moments, lift_gaussian
 from nerfkit.fields.mip_field import Frusta, MipHashField, MipMLPField
-from nerfkit.methods.base import RayBatch, SceneInfo, render_in_chunks
+from nerfkit.methods.base import MethodBase, render_in_chunks
+from nerfkit.methods.mipnerf_config import MipNeRFConfig
 from nerfkit.ops import composite, ray_aabb_intersect, render_weights
 from nerfkit.ops.compositing import median_depth
 from nerfkit.render.contraction import contract_gaussian, contracted_scale
-from nerfkit.render.losses import distortion_loss, interlevel_loss
-from nerfkit.render.occupancy import OccupancyGrid, adapt_ray_count
-from nerfkit.render.samplers import normalized_to_t, resample_edges, uniform_edges
+from nerfkit.render.estimators.coarse_to_fine import CoarseToFine
+from nerfkit.render.estimators.occupancy import OccupancyGrid, adapt_ray_count
+from nerfkit.render.estimators.proposal import ProposalSampler
+from nerfkit.render.samplers import normalized_to_t
 
 
 class Shaded(NamedTuple):
@@ -57,59 +57,25 @@ class Shaded(NamedTuple):
                             self.alpha.shape[0])
 
 
-def check_config(config: MipNeRFConfig) -> None:
-    """One clear sentence for the first bad setting."""
-    checks = [
-        (config.backbone in ("mlp", "hash"), f"mipnerf backbone must be mlp or hash, got '{config.backbone}'"),
-        (config.proposal_backbone in ("mlp", "hash"),
-         f"mipnerf proposal_backbone must be mlp or hash, got '{config.proposal_backbone}'"),
-        (config.sampler in ("auto", "coarse_to_fine", "proposal", "occupancy"),
-         f"mipnerf sampler must be auto, coarse_to_fine, proposal or occupancy, got '{config.sampler}'"),
-        (min(config.coarse_samples, config.fine_samples, config.proposal_samples, config.nerf_samples,
-             config.rays_per_batch, config.render_chunk) >= 1,
-         "mipnerf sample counts, rays_per_batch and render_chunk must be at least 1"),
-        (config.proposal_levels >= 1, f"mipnerf proposal_levels must be at least 1, got {config.proposal_levels}"),
-        (0 < config.near < config.far, f"mipnerf needs 0 < near < far, got near={config.near}, far={config.far}"),
-        (config.max_deg > config.min_deg >= 0,
-         f"mipnerf needs 0 <= min_deg < max_deg, got {config.min_deg}, {config.max_deg}"),
-        (1 <= config.skip_layer <= config.mlp_depth or config.skip_layer == 0,
-         f"mipnerf skip_layer must be 0 (none) or within 1..mlp_depth, got {config.skip_layer}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise NerfkitError(message)
-
-
 def build_field(config: MipNeRFConfig, extent: float, proposal: bool) -> nn.Module:
     """The NeRF field (``proposal=False``) or a density-only proposal field for ``config``."""
     backbone = config.proposal_backbone if proposal else config.backbone
     if backbone == "mlp":
-        depth = config.proposal_mlp_depth if proposal else config.mlp_depth
-        width = config.proposal_mlp_width if proposal else config.mlp_width
-        return MipMLPField(config.min_deg, config.max_deg, depth, width,
-                           config.skip_layer if config.skip_layer <= depth else 0, config.view_deg,
-                           config.view_width, config.density_bias, config.rgb_padding, proposal)
+        return MipMLPField(config.proposal_mlp() if proposal else config.mlp, density_only=proposal)
     if proposal:
-        return MipHashField(extent, config.proposal_n_levels, config.features_per_level,
-                            config.proposal_log2_table_size, config.base_resolution,
-                            config.proposal_max_resolution, config.hidden_dim, config.geo_feat_dim,
-                            config.sh_degree, config.color_hidden_layers, config.hash_backend, True)
-    return MipHashField(extent, config.n_levels, config.features_per_level, config.log2_table_size,
-                        config.base_resolution, config.max_resolution, config.hidden_dim,
-                        config.geo_feat_dim, config.sh_degree, config.color_hidden_layers,
-                        config.hash_backend)
+        return MipHashField(extent, config.proposal_hash_grid(), config.heads, density_only=True)
+    return MipHashField(extent, config.hash_grid, config.heads)
 
 
-class MipNeRF(nn.Module):
-    """The ``mipnerf`` method (see :mod:`nerfkit.methods.base` for the protocol)."""
+class MipNeRF(MethodBase):
+    """The ``mipnerf`` method (see :mod:`nerfkit.methods.base` for the contract): pick an estimator,
+    shade the field on its frusta, add the estimator's losses."""
 
     name = "mipnerf"
-    batch_kind = "rays"
-    traces_cones = True          # the trainer's rays carry pixel-footprint radii
+    renders_median_depth = True
 
     def __init__(self, config: MipNeRFConfig, scene: SceneInfo) -> None:
         super().__init__()
-        check_config(config)
         self.config = config
         self.unbounded = scene.unbounded
         self.register_buffer("aabb", scene.aabb.clone().float())
@@ -119,15 +85,24 @@ class MipNeRF(nn.Module):
         self.field = build_field(config, extent, proposal=False)
         levels = config.proposal_levels if self.sampler == "proposal" else 0
         self.proposals = nn.ModuleList([build_field(config, extent, proposal=True) for _ in range(levels)])
+        self.coarse_to_fine = CoarseToFine(config.coarse_samples, config.fine_samples, config.resample_padding,
+                                           config.coarse_loss_weight)
+        self.proposal_sampler = ProposalSampler(config.proposal_samples, config.nerf_samples,
+                                                config.interlevel_weight, config.distortion_weight)
         if self.sampler == "occupancy":
-            self.grid = OccupancyGrid(scene.aabb, config.grid_resolution, 4 if scene.unbounded else 1)
-            self.step_size = float((scene.aabb[1] - scene.aabb[0]).norm()) / config.steps_per_diagonal
-            self.cone_angle = 1.0 / 256.0 if scene.unbounded else 0.0
+            occupancy = config.occupancy
+            self.grid = OccupancyGrid(scene.aabb, occupancy.grid_resolution, occupancy.cascades(scene.unbounded))
+            self.step_size = float((scene.aabb[1] - scene.aabb[0]).norm()) / occupancy.steps_per_diagonal
+            self.cone_angle = occupancy.cone(scene.unbounded)
             self.register_buffer("n_rays", torch.tensor(float(config.rays_per_batch)))
 
     # --- optimisation -------------------------------------------------------------------------
+    def batch_request(self, step: int) -> BatchRequest:
+        rays = int(self.n_rays.item()) if self.sampler == "occupancy" else self.config.rays_per_batch
+        return BatchRequest("rays", rays, cone_radii=True, background=self.config.train_background)
+
     def param_groups(self) -> list[dict[str, Any]]:
-        lr = self.config.lr or (5e-4 if self.config.backbone == "mlp" else 1e-2)
+        lr = self.config.learning_rate()
         grids = [p for name, p in self.named_parameters() if ".encoding." in name]
         others = [p for name, p in self.named_parameters() if ".encoding." not in name]
         groups = [{"name": "mlp", "params": others, "lr": lr, "eps": 1e-15,
@@ -145,19 +120,14 @@ class MipNeRF(nn.Module):
 
     def before_step(self, step: int, progress: float) -> None:
         """Occupancy sampler: refresh the grid from the field's point densities every few steps."""
-        if self.sampler != "occupancy" or step % self.config.grid_update_every != 0:
+        occupancy = self.config.occupancy
+        if self.sampler != "occupancy" or step % occupancy.grid_update_every != 0:
             return
         self.field.eval()
         with torch.no_grad():
-            self.grid.update(self.density, self.step_size, self.config.grid_threshold, self.config.grid_ema,
-                             full=step < self.config.grid_warmup_steps)
+            self.grid.update(self.density, self.step_size, occupancy.grid_threshold, occupancy.grid_ema,
+                             full=step < occupancy.grid_warmup_steps)
         self.field.train()
-
-    def after_backward(self, step: int, optimizer: torch.optim.Optimizer) -> None:
-        return None
-
-    def rays_per_batch(self) -> int:
-        return int(self.n_rays.item()) if self.sampler == "occupancy" else self.config.rays_per_batch
 
     # --- geometry -----------------------------------------------------------------------------
     def _normalise(self, means: Tensor, variances: Tensor, radial_stds: Tensor) -> Frusta:
@@ -228,44 +198,37 @@ class MipNeRF(nn.Module):
             mids = ((t_starts + t_ends) * 0.5).unsqueeze(-1)
             return self.density(origins[ray_indices] + directions[ray_indices] * mids)
 
-        eps = self.config.early_stop_eps
+        occupancy = self.config.occupancy
+        eps = occupancy.early_stop_eps
         ray_indices, t_starts, t_ends = self.grid.sample(
             origins, directions, self.config.near, self.step_size, self.cone_angle,
-            self.config.max_samples_per_ray, sample_density if eps > 0 else None, eps)
+            occupancy.max_samples_per_ray, sample_density if eps > 0 else None, eps)
         return self._shade_packed(rays, t_starts, t_ends, ray_indices)
 
     def render_rays(self, origins: Tensor, directions: Tensor, radii: Tensor, background: Tensor
                     ) -> dict[str, Any]:
         """Render cones: (R, 3) origins, unit directions, (R,) radii at unit distance, (R, 3) backgrounds.
 
-        Returns ``final`` (the level that makes the image, a :class:`Shaded`), ``levels``: the
-        earlier ones as ``(s_edges, weights)`` (coarse_to_fine: the coarse :class:`Shaded`; proposal:
-        one per proposal field), and ``s_edges`` of the final level. Jittered while training.
+        Returns ``final`` (the level that makes the image, a :class:`Shaded`) and ``plan``: the
+        estimator's sampling plan (:class:`~nerfkit.render.estimators.coarse_to_fine.CoarseToFinePlan`
+        or :class:`~nerfkit.render.estimators.proposal.ProposalPlan`; None for the occupancy grid).
+        Jittered while training.
         """
-        config, jitter = self.config, self.training
         rays = (origins, directions, radii, background)
         if self.sampler == "occupancy":
-            return {"final": self._march(rays), "s_edges": None, "levels": [], "proposal": []}
+            return {"final": self._march(rays), "plan": None}
         near, far = self._ray_bounds(origins, directions)
-        device = origins.device
+        n_rays, device = origins.shape[0], origins.device
         if self.sampler == "coarse_to_fine":
-            s_edges = uniform_edges(origins.shape[0], config.coarse_samples, jitter=jitter, device=device)
-            coarse = self._shade(rays, self._distances(s_edges, near, far))
-            s_fine = resample_edges(s_edges, coarse.weights.view(s_edges.shape[0], -1), config.fine_samples,
-                                    jitter=jitter,
-                                    padding=config.resample_padding, blur=True)
-            final = self._shade(rays, self._distances(s_fine, near, far))
-            return {"final": final, "s_edges": s_fine, "levels": [coarse], "proposal": []}
-        s_edges = uniform_edges(origins.shape[0], config.proposal_samples, jitter=jitter, device=device)
-        proposals = []
-        for index, proposal in enumerate(self.proposals):
-            weights = self._proposal_weights(proposal, rays, self._distances(s_edges, near, far))
-            proposals.append((s_edges, weights))
-            last = index == len(self.proposals) - 1
-            s_edges = resample_edges(s_edges, weights, config.nerf_samples if last else config.proposal_samples,
-                                     jitter=jitter)
-        final = self._shade(rays, self._distances(s_edges, near, far))
-        return {"final": final, "s_edges": s_edges, "levels": [], "proposal": proposals}
+            plan = self.coarse_to_fine.sample(
+                n_rays, lambda s_edges: self._shade(rays, self._distances(s_edges, near, far)),
+                jitter=self.training, device=device)
+        else:
+            proposals = [lambda s_edges, field=field: self._proposal_weights(field, rays,
+                                                                             self._distances(s_edges, near, far))
+                         for field in self.proposals]
+            plan = self.proposal_sampler.sample(n_rays, proposals, jitter=self.training, device=device)
+        return {"final": self._shade(rays, self._distances(plan.s_edges, near, far)), "plan": plan}
 
     def train_step(self, batch: RayBatch, step: int, progress: float) -> dict[str, Any]:
         if batch.radii is None:
@@ -273,22 +236,18 @@ class MipNeRF(nn.Module):
         out = self.render_rays(batch.origins, batch.directions, batch.radii, batch.background)
         final: Shaded = out["final"]
         mse = torch.mean((final.rgb - batch.rgb) ** 2)
-        loss = mse
-        stats: dict[str, Any] = {}
-        for coarse in out["levels"]:                                   # Mip-NeRF: the coarse pass
-            coarse_mse = torch.mean((coarse.rgb - batch.rgb) ** 2)
-            loss = loss + self.config.coarse_loss_weight * coarse_mse
-            stats["coarse_mse"] = float(coarse_mse.detach())
-        if out["proposal"]:                                            # Mip-NeRF 360
-            weights = final.weights.view(out["s_edges"].shape[0], -1)
-            interlevel = sum(interlevel_loss(out["s_edges"], weights, s, w) for s, w in out["proposal"])
-            distortion = distortion_loss(out["s_edges"], weights)
-            loss = loss + self.config.interlevel_weight * interlevel + self.config.distortion_weight * distortion
-            stats.update(interlevel=float(interlevel.detach()), distortion=float(distortion.detach()))
-        samples = final.weights.numel() + sum(level.weights.numel() for level in out["levels"])
-        if self.sampler == "occupancy":
+        loss, losses, samples = mse, {}, final.weights.numel()
+        if self.sampler == "coarse_to_fine":                           # Mip-NeRF: the coarse pass
+            losses = self.coarse_to_fine.losses(out["plan"], batch.rgb)
+            loss = loss + self.coarse_to_fine.weighted(losses)
+            samples += out["plan"].coarse.weights.numel()
+        elif self.sampler == "proposal":                               # Mip-NeRF 360
+            losses = self.proposal_sampler.losses(out["plan"], final.weights.view(len(batch), -1))
+            loss = loss + self.proposal_sampler.weighted(losses)
+        else:
             self.n_rays.fill_(adapt_ray_count(float(self.n_rays), final.weights.numel(),
-                                              self.config.target_samples, self.config.max_rays))
+                                              self.config.occupancy.target_samples, self.config.occupancy.max_rays))
+        stats = {name: float(value.detach()) for name, value in losses.items()}
         return {"loss": loss, "mse": float(mse.detach()), "rays": len(batch), "samples": samples, **stats}
 
     @torch.no_grad()
@@ -317,4 +276,4 @@ def _packed(t_edges: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return t_edges[:, :-1].reshape(-1), t_edges[:, 1:].reshape(-1), ray_indices
 
 
-__all__ = ["MipNeRF", "Shaded", "build_field", "check_config"]
+__all__ = ["MipNeRF", "Shaded", "build_field"]

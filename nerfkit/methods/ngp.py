@@ -10,33 +10,33 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from nerfkit.config import NGPConfig
-from nerfkit.data.scene import Cameras
+from nerfkit.data.cameras import Cameras
+from nerfkit.data.inputs import BatchRequest, RayBatch, SceneInfo
 from nerfkit.fields.ngp_field import NGPField
-from nerfkit.methods.base import RayBatch, SceneInfo, render_in_chunks
+from nerfkit.methods.base import MethodBase, render_in_chunks
+from nerfkit.methods.ngp_config import NGPConfig
 from nerfkit.ops import composite
 from nerfkit.ops.compositing import median_depth
-from nerfkit.render.occupancy import OccupancyGrid, adapt_ray_count
+from nerfkit.render.estimators.occupancy import OccupancyGrid, adapt_ray_count
 
 
-class NGP(nn.Module):
-    """The ``ngp`` method (see :mod:`nerfkit.methods.base` for the protocol)."""
+class NGP(MethodBase):
+    """The ``ngp`` method (see :mod:`nerfkit.methods.base` for the contract)."""
 
     name = "ngp"
-    batch_kind = "rays"
+    renders_median_depth = True
 
     def __init__(self, config: NGPConfig, scene: SceneInfo) -> None:
         super().__init__()
         self.config = config
-        self.field = NGPField(config, scene.aabb, scene.unbounded)
-        cascades = config.grid_cascades or (4 if scene.unbounded else 1)
-        self.grid = OccupancyGrid(scene.aabb, config.grid_resolution, cascades)
+        occupancy = config.occupancy
+        self.field = NGPField(scene.aabb, scene.unbounded, config.hash_grid, config.heads)
+        self.grid = OccupancyGrid(scene.aabb, occupancy.grid_resolution, occupancy.cascades(scene.unbounded))
         diagonal = float((scene.aabb[1] - scene.aabb[0]).norm())
-        self.step_size = diagonal / config.steps_per_diagonal
-        self.cone_angle = config.cone_angle if config.cone_angle >= 0 else (
-            1.0 / 256.0 if scene.unbounded else 0.0)
+        self.step_size = diagonal / occupancy.steps_per_diagonal
+        self.cone_angle = occupancy.cone(scene.unbounded)
         self.register_buffer("n_rays", torch.tensor(float(config.initial_rays)))
 
     # --- optimisation -------------------------------------------------------------------------
@@ -55,18 +55,16 @@ class NGP(nn.Module):
         return warmup * 0.33 ** sum(progress >= m for m in (0.5, 0.75, 0.9))
 
     def before_step(self, step: int, progress: float) -> None:
-        if step % self.config.grid_update_every != 0:
+        occupancy = self.config.occupancy
+        if step % occupancy.grid_update_every != 0:
             return
         self.field.eval()
-        self.grid.update(self.field.density, self.step_size, self.config.grid_threshold,
-                         self.config.grid_ema, full=step < self.config.grid_warmup_steps)
+        self.grid.update(self.field.density, self.step_size, occupancy.grid_threshold,
+                         occupancy.grid_ema, full=step < occupancy.grid_warmup_steps)
         self.field.train()
 
-    def after_backward(self, step: int, optimizer: torch.optim.Optimizer) -> None:
-        return None
-
-    def rays_per_batch(self) -> int:
-        return int(self.n_rays.item())
+    def batch_request(self, step: int) -> BatchRequest:
+        return BatchRequest("rays", int(self.n_rays.item()), background=self.config.train_background)
 
     # --- rendering ----------------------------------------------------------------------------
     def render_rays(self, origins: Tensor, directions: Tensor, background: Tensor) -> dict[str, Tensor]:
@@ -79,11 +77,12 @@ class NGP(nn.Module):
             points = origins[ray_indices] + directions[ray_indices] * mids
             return torch.cat([self.field.density(part) for part in self._query_chunks(points)])
 
-        use_cull = self.config.early_stop_eps > 0
+        occupancy = self.config.occupancy
+        use_cull = occupancy.early_stop_eps > 0
         ray_indices, t_starts, t_ends = self.grid.sample(
             origins, directions, self.config.near, self.step_size, self.cone_angle,
-            self.config.max_samples_per_ray, sample_density if use_cull else None,
-            self.config.early_stop_eps)
+            occupancy.max_samples_per_ray, sample_density if use_cull else None,
+            occupancy.early_stop_eps)
         mids = ((t_starts + t_ends) * 0.5).unsqueeze(-1)
         points = origins[ray_indices] + directions[ray_indices] * mids
         if torch.is_grad_enabled():          # training: the adaptive batch bounds the sample count
@@ -117,8 +116,9 @@ class NGP(nn.Module):
 
     def _adapt_batch(self, samples: int) -> None:
         """Steer the ray count so that a batch holds about ``target_samples`` samples."""
-        self.n_rays.fill_(adapt_ray_count(float(self.n_rays), samples, self.config.target_samples,
-                                          self.config.max_rays))
+        occupancy = self.config.occupancy
+        self.n_rays.fill_(adapt_ray_count(float(self.n_rays), samples, occupancy.target_samples,
+                                          occupancy.max_rays))
 
     @torch.no_grad()
     def render(self, camera: Cameras, background: Tensor) -> dict[str, Tensor]:

@@ -3,7 +3,7 @@
 The scene is a set of anisotropic 3D Gaussians (mean, rotation, scale, opacity, SH colour up to
 degree 3). A step renders one whole training image, with gsplat on CUDA or nerfkit's PyTorch
 rasterizer elsewhere (:mod:`nerfkit.render.splat`), and minimises ``(1 - l) L1 + l D-SSIM``
-(Eq. 7, l = 0.2). A densification strategy (:mod:`nerfkit.methods.densify`) then grows and prunes
+(Eq. 7, l = 0.2). A densification strategy (:mod:`nerfkit.methods.strategies`) then grows and prunes
 the set. The SH degree in use rises by one every ``sh_degree_interval`` steps; the means' learning
 rate decays exponentially over the run, scaled by the scene extent.
 """
@@ -17,15 +17,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nerfkit.config import SplatConfig
-from nerfkit.data.scene import Cameras
-from nerfkit.methods.base import ImageBatch, SceneInfo
-from nerfkit.methods.densify import make_strategy
-from nerfkit.metrics import ssim_loss_map
+from nerfkit.data.cameras import Cameras
+from nerfkit.data.inputs import BatchRequest, ImageBatch, SceneInfo
+from nerfkit.image.metrics import ssim_loss_map
+from nerfkit.methods.base import MethodBase
+from nerfkit.methods.splat_config import SplatConfig
+from nerfkit.methods.strategies.base import make_strategy
 from nerfkit.render.gaussians import covariance_3d
+from nerfkit.render.spherical_harmonics import SH_C0
 from nerfkit.render.splat import RasterSettings, render_gaussians
 
-SH_C0 = 0.28209479177387814
 PARAMETER_NAMES = ("means", "quats", "scales", "opacities", "sh0", "shN")
 
 
@@ -82,27 +83,22 @@ def initial_gaussians(config: SplatConfig, scene: SceneInfo) -> dict[str, Tensor
     }
 
 
-class Splat(nn.Module):
-    """The ``splat`` method (see :mod:`nerfkit.methods.base` for the protocol)."""
+class Splat(MethodBase):
+    """The ``splat`` method (see :mod:`nerfkit.methods.base` for the contract; it has Gaussians,
+    :class:`~nerfkit.methods.capabilities.HasGaussians`)."""
 
     name = "splat"
-    batch_kind = "image"
 
     def __init__(self, config: SplatConfig, scene: SceneInfo) -> None:
         super().__init__()
         config = config.resolve("cuda" if torch.cuda.is_available() else "cpu")   # no-op once resolved
-        if not 0 <= config.sh_degree <= 3:
-            from nerfkit.errors import NerfkitError
-            raise NerfkitError(f"splat sh_degree must be 0..3, got {config.sh_degree}")
         self.config = config
         self.extent = scene_extent(scene)
         self.gaussians = nn.ParameterDict({k: nn.Parameter(v) for k, v in initial_gaussians(config, scene).items()})
-        self.strategy = make_strategy(config, self.extent)
+        self.strategy = make_strategy(config.strategy, config.refine, config.default_strategy, config.mcmc,
+                                      self.extent)
         self.settings = RasterSettings(near=config.near, eps2d=config.eps2d, backend=config.backend,
                                        antialiased=config.rasterize_mode == "antialiased")
-        if config.rasterize_mode not in ("classic", "antialiased"):
-            from nerfkit.errors import NerfkitError
-            raise NerfkitError(f"splat rasterize_mode must be classic or antialiased, got '{config.rasterize_mode}'")
         self.sh_degree_in_use = 0
         self._info: dict[str, Any] | None = None
 
@@ -110,6 +106,9 @@ class Splat(nn.Module):
     @property
     def n_gaussians(self) -> int:
         return int(self.gaussians["means"].shape[0])
+
+    def batch_request(self, step: int) -> BatchRequest:
+        return BatchRequest("image", background=self.config.train_background)
 
     def param_groups(self) -> list[dict[str, Any]]:
         c = self.config

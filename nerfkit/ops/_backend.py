@@ -1,39 +1,22 @@
 """Per-call dispatch between native CUDA kernels and the pure-PyTorch twins.
 
-Rule (DESIGN.md): CPU/MPS tensors take the ``*_ref`` twin; CUDA tensors take the native kernel when
+Rule (docs/design.md): CPU/MPS tensors take the ``*_ref`` twin; CUDA tensors take the native kernel when
 native kernels are enabled and the extension built, else the twin with one warning.
 
-Native kernels are opt-in until they have been verified on a GPU against their twins:
-``NERFKIT_NATIVE=1`` enables them, ``NERFKIT_FORCE_REF=1`` forces the twins even then.
-On the CPU the twins of the hottest ops run through ``torch.compile`` (still pure PyTorch, fused
-by inductor into one loop); ``NERFKIT_COMPILE=0`` keeps them eager.
+Native kernels are opt-in until they have been verified on a GPU against their twins
+(:mod:`nerfkit.ops._flags`: ``NERFKIT_NATIVE=1`` enables them, ``NERFKIT_FORCE_REF=1`` forces the
+twins even then).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 from types import ModuleType
 
 from torch import Tensor
 
-
-def compile_enabled() -> bool:
-    """Whether CPU twins may use torch.compile (``NERFKIT_COMPILE=0`` turns it off)."""
-    return os.environ.get("NERFKIT_COMPILE", "1") not in ("", "0")
-
-
-def disable_compile() -> None:
-    """Turn torch.compile off for the rest of this process (after a compile failure)."""
-    os.environ["NERFKIT_COMPILE"] = "0"
-
-
-def native_enabled() -> bool:
-    """True when the environment asks for native kernels and does not force the twins."""
-    if os.environ.get("NERFKIT_FORCE_REF", "0") not in ("", "0"):
-        return False
-    return os.environ.get("NERFKIT_NATIVE", "0") not in ("", "0")
+from nerfkit.ops._flags import native_enabled
 
 
 @functools.lru_cache(maxsize=1)

@@ -18,9 +18,13 @@ import torch
 from torch import Tensor
 
 from nerfkit.ops._backend import load_native
-from nerfkit.ops.compositing import Composited, composite_ref
-from nerfkit.ops.hash_encoding import hash_encode_ref
-from nerfkit.ops.ray_marching import march_rays_ref, ray_aabb_intersect_ref
+from nerfkit.ops.reference import (
+    Composited,
+    composite_ref,
+    hash_encode_ref,
+    march_rays_ref,
+    ray_aabb_intersect_ref,
+)
 
 
 def _ext() -> ModuleType:

@@ -9,45 +9,16 @@ For the samples of one ray, sorted front to back, with densities ``sigma_i`` on 
     rgb     = sum_i w_i c_i,  depth = sum_i w_i (t_start_i + t_end_i) / 2,  alpha = sum_i w_i
 
 Samples are packed: ``ray_indices`` (S,) sorted, one run of samples per ray (from ``march_rays``).
+The twins (:func:`composite_ref`, :func:`render_weights`) live in :mod:`nerfkit.ops.reference`.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from nerfkit.ops._backend import use_native
-
-
-class Composited(NamedTuple):
-    """Per-ray results (R rays) and per-sample weights (S samples)."""
-
-    rgb: Tensor       # (R, 3)
-    depth: Tensor     # (R,) expected distance along the unit ray (not normalised by alpha)
-    alpha: Tensor     # (R,) accumulated opacity
-    weights: Tensor   # (S,)
-
-
-def exclusive_segment_sum(values: Tensor, ray_indices: Tensor, n_rays: int) -> Tensor:
-    """Per-ray exclusive prefix sums of packed values: (S,) -> (S,), computed in float64."""
-    if values.numel() == 0:
-        return values.clone()
-    inclusive = torch.cumsum(values.double(), 0)
-    counts = torch.bincount(ray_indices, minlength=n_rays)
-    first = torch.cumsum(counts, 0) - counts                          # index of each ray's 1st sample
-    before_ray = (inclusive - values.double())[first.clamp(max=values.numel() - 1)]
-    return (inclusive - values.double() - before_ray[ray_indices]).to(values.dtype)
-
-
-def render_weights(sigmas: Tensor, t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor, n_rays: int
-                   ) -> tuple[Tensor, Tensor]:
-    """Weights and transmittance of packed samples: each (S,), differentiable in ``sigmas``."""
-    optical = sigmas * (t_ends - t_starts)
-    transmittance = torch.exp(-exclusive_segment_sum(optical, ray_indices, n_rays))
-    alphas = 1.0 - torch.exp(-optical)
-    return transmittance * alphas, transmittance
+from nerfkit.ops.reference import Composited, composite_ref, exclusive_segment_sum, render_weights
 
 
 def median_depth(weights: Tensor, t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor, alpha: Tensor,
@@ -76,20 +47,6 @@ def median_depth(weights: Tensor, t_starts: Tensor, t_ends: Tensor, ray_indices:
     mids = 0.5 * (t_starts + t_ends)
     depth[found] = mids[first[found]]
     return depth
-
-
-def composite_ref(sigmas: Tensor, rgbs: Tensor, t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor,
-                  n_rays: int) -> Composited:
-    """Pure-PyTorch twin of :func:`composite`."""
-    weights, _ = render_weights(sigmas, t_starts, t_ends, ray_indices, n_rays)
-    rgb = torch.zeros(n_rays, 3, dtype=rgbs.dtype, device=rgbs.device)
-    rgb = rgb.index_add(0, ray_indices, weights.unsqueeze(-1) * rgbs)
-    mids = 0.5 * (t_starts + t_ends)
-    depth = torch.zeros(n_rays, dtype=weights.dtype, device=weights.device)
-    depth = depth.index_add(0, ray_indices, weights * mids)
-    alpha = torch.zeros(n_rays, dtype=weights.dtype, device=weights.device)
-    alpha = alpha.index_add(0, ray_indices, weights)
-    return Composited(rgb, depth, alpha, weights)
 
 
 def composite(sigmas: Tensor, rgbs: Tensor, t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor,
@@ -121,3 +78,6 @@ def composite(sigmas: Tensor, rgbs: Tensor, t_starts: Tensor, t_ends: Tensor, ra
         return composite_native(sigmas.contiguous(), rgbs.contiguous(), t_starts.contiguous(),
                                 t_ends.contiguous(), ray_indices.contiguous(), n_rays)
     return composite_ref(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays)
+
+
+__all__ = ["Composited", "composite", "composite_ref", "exclusive_segment_sum", "median_depth", "render_weights"]

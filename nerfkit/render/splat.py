@@ -12,14 +12,14 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-from nerfkit.errors import NerfkitError
+from nerfkit.core.errors import NerfkitError
 from nerfkit.render.splat_project import project_gaussians, sh_colors
 from nerfkit.render.splat_raster import bin_gaussians, rasterize
 
 
 @dataclass
 class RasterSettings:
-    """How to rasterize (see :class:`nerfkit.config.SplatConfig` for the meaning of each)."""
+    """How to rasterize (see :class:`nerfkit.runs.config.SplatConfig` for the meaning of each)."""
 
     near: float = 0.01
     eps2d: float = 0.3

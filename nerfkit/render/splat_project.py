@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from nerfkit.fields.encodings import sh_encode
 from nerfkit.render.gaussians import covariance_3d
+from nerfkit.render.spherical_harmonics import SH_C0, sh_encode
 
 ALPHA_THRESHOLD = 1.0 / 255.0
 
@@ -114,7 +114,7 @@ def sh_colors(sh: Tensor, means: Tensor, camera_center: Tensor, degree: int) -> 
     """
     n_coeffs = (degree + 1) ** 2
     if degree == 0:
-        return torch.clamp_min(sh[:, 0] * 0.28209479177387814 + 0.5, 0.0)
+        return torch.clamp_min(sh[:, 0] * SH_C0 + 0.5, 0.0)
     directions = torch.nn.functional.normalize(means - camera_center, dim=-1)
     basis = sh_encode(directions, degree + 1)                       # (N, n_coeffs)
     return torch.clamp_min(torch.einsum("nk,nkc->nc", basis, sh[:, :n_coeffs]) + 0.5, 0.0)

@@ -15,13 +15,13 @@ import pytest
 import torch
 from plyfile import PlyData
 
-from nerfkit.cameras import opengl_to_opencv
+from nerfkit.data.cameras import opengl_to_opencv
 from nerfkit.data import demo
 from nerfkit.data.demo import (CAMERA_ANGLE_X, CAMERA_RADIUS, DEMO_NAME, MESH_BOX, TEST_ELEVATION_DEG,
                                default_demo_dir, demo_albedo, demo_normals, demo_sdf, ensure_demo_scene,
                                look_at_opengl, render_demo_view, write_demo_scene)
 from nerfkit.data.load import load_scene
-from nerfkit.errors import NerfkitError
+from nerfkit.core.errors import NerfkitError
 
 SIZE = 25                # odd: one pixel sits on the optical axis
 COUNTS = {"train": 3, "val": 1, "test": 2}

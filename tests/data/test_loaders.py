@@ -12,11 +12,12 @@ import pycolmap
 import pytest
 import torch
 
-from nerfkit.cameras import project
+from nerfkit.data.cameras import project
 from nerfkit.data import load_scene
 from nerfkit.data.images import read_image
-from nerfkit.data.normalize import OBJECT_CAMERA_DISTANCE, transform_c2w, transform_points
-from nerfkit.errors import NerfkitError
+from nerfkit.data.normalize import OBJECT_CAMERA_DISTANCE
+from nerfkit.data.similarity import transform_c2w, transform_points
+from nerfkit.core.errors import NerfkitError
 from scene_writers import (KnownCameras, colmap_reconstruction, make_image, orbit_cameras,
                            pinhole_project, write_blender, write_colmap, write_transforms)
 

@@ -7,14 +7,19 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from nerfkit.cameras import project
-from nerfkit.data.normalize import (OBJECT_CAMERA_DISTANCE, cameras_look_inward, check_poses,
-                                    normalize_poses, optical_axis_center, resolve_kind,
-                                    transform_c2w, transform_points)
-from nerfkit.data.scene import Cameras
-from nerfkit.errors import NerfkitError
 from scene_writers import look_at
+
+from nerfkit.core.errors import NerfkitError
+from nerfkit.data.cameras import Cameras, project
+from nerfkit.data.normalize import (
+    OBJECT_CAMERA_DISTANCE,
+    cameras_look_inward,
+    check_poses,
+    normalize_poses,
+    optical_axis_center,
+    resolve_kind,
+)
+from nerfkit.data.similarity import transform_c2w, transform_points
 
 CENTER = np.array([3.0, -2.0, 1.5])
 

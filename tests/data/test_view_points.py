@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nerfkit.cameras import project
+from nerfkit.data.cameras import project
 from nerfkit.data.demo import demo_sdf
 from nerfkit.data.load import load_scene
 from nerfkit.data.view_points import points_from_views

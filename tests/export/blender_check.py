@@ -4,7 +4,7 @@ Run in its own process (Blender's libraries stay out of the test process):
 
     python tests/export/blender_check.py mesh.obj    # or mesh.ply
 
-.obj files are imported Z-up (``forward_axis='Y', up_axis='Z'``, the axes nerfkit writes, DESIGN.md)
+.obj files are imported Z-up (``forward_axis='Y', up_axis='Z'``, the axes nerfkit writes, docs/design.md)
 and .ply files with Blender's defaults (already Z-up). Prints one JSON object: vertex and face
 counts, the world-space bounding box, the first colour attribute's distinct sRGB colours, and the
 image textures of the materials (size, pixel spread), on a line starting ``blender-report: ``.

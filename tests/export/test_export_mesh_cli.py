@@ -14,7 +14,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from nerfkit.cli import main
-from nerfkit.export import mesh_export
+from nerfkit.export import views as export_views
 from nerfkit.export.mesh_io import read_mesh
 from nerfkit.export.tsdf import chamfer_distance, sample_surface
 
@@ -124,9 +124,9 @@ def test_bad_views_option_is_one_sentence(trained_run, capsys):
 def test_run_that_renders_nothing_opaque_says_train_longer(trained_run, tmp_path, capsys, monkeypatch):
     def transparent(method, camera):
         size = (int(camera.sizes[0, 1]), int(camera.sizes[0, 0]))
-        return mesh_export._View(torch.ones(size + (3,)), torch.zeros(size), torch.zeros(size))
+        return export_views.View(torch.ones(size + (3,)), torch.zeros(size), torch.zeros(size))
 
-    monkeypatch.setattr(mesh_export, "_render", transparent)
+    monkeypatch.setattr(export_views, "render_view", transparent)
     for kind in ("mesh", "pointcloud"):
         out = tmp_path / f"{kind}.ply"
         assert main(["export", kind, str(trained_run), "-o", str(out), "--resolution", "16"]

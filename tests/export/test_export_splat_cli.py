@@ -17,11 +17,14 @@ import torch
 
 from tiny_run import TINY_NGP
 from nerfkit.cli import main
-from nerfkit.config import NGPConfig, RunConfig, SplatConfig, TrainConfig, apply_overrides
+from nerfkit.methods.ngp_config import NGPConfig
+from nerfkit.runs.config import RunConfig, TrainConfig
+from nerfkit.methods.splat_config import SplatConfig
+from nerfkit.core.settings import apply_overrides
 from nerfkit.export.mesh_io import read_mesh
 from nerfkit.export.splat_ply import read_splat_ply
-from nerfkit.export.transform import camera_to_world_from_scene
-from nerfkit.pipeline import start_run
+from nerfkit.data.similarity import camera_to_world_from_scene
+from nerfkit.runs.session import start_run
 from nerfkit.render.splat import render_gaussians
 
 STEPS = 4           # with the SH degree raised every step, the run ends at degree 3

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from plyfile import PlyData, PlyElement
 
-from nerfkit.errors import NerfkitError
+from nerfkit.core.errors import NerfkitError
 from nerfkit.export import mesh_io
 from nerfkit.export.mesh_io import read_mesh, write_mesh
 

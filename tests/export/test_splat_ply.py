@@ -13,7 +13,7 @@ import pytest
 import torch
 from plyfile import PlyData, PlyElement
 
-from nerfkit.errors import NerfkitError
+from nerfkit.core.errors import NerfkitError
 from nerfkit.export.splat_ply import (read_splat_ply, sh_degree_of, splat_ply_property_names,
                                       write_splat_ply)
 

@@ -10,12 +10,16 @@ import math
 import pytest
 import torch
 
-from nerfkit.data.normalize import transform_c2w
-from nerfkit.export.transform import (camera_to_world_from_scene, decompose_similarity, gaussians_to_world,
-                                      invert_similarity, rotate_sh, sh_rotation_matrix, transform_camera,
-                                      transform_gaussians)
-from nerfkit.fields.encodings import sh_encode
+from nerfkit.data.similarity import (
+    camera_to_world_from_scene,
+    decompose_similarity,
+    invert_similarity,
+    transform_c2w,
+    transform_camera,
+)
+from nerfkit.export.transform import gaussians_to_world, transform_gaussians
 from nerfkit.render.gaussians import covariance_3d
+from nerfkit.render.spherical_harmonics import rotate_sh, sh_encode, sh_rotation_matrix
 from nerfkit.render.splat import RasterSettings, render_gaussians
 
 SH_COUNT = {0: 0, 1: 3, 2: 8, 3: 15}  # K, the higher-band SH coefficients per channel

@@ -9,10 +9,9 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from test_tsdf import BOX, CAMERA_DISTANCE, INTRINSICS, RADIUS, look_at_origin, render_sphere
-from nerfkit.cameras import generate_rays, image_pixels
-from nerfkit.data.scene import Cameras
+
+from nerfkit.data.cameras import Cameras, generate_rays, image_pixels
 from nerfkit.export.holes import boundary_loops, fill_holes
 from nerfkit.export.tsdf import TSDFVolume
 

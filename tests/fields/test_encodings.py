@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from nerfkit.fields.encodings import HashGrid, sh_encode
+from nerfkit.fields.encodings import HashGrid
+from nerfkit.render.spherical_harmonics import sh_encode
 
 
 def _quadrature(n_z: int = 12, n_phi: int = 24) -> tuple[torch.Tensor, torch.Tensor]:

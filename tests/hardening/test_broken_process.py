@@ -139,7 +139,7 @@ def test_every_broken_process_input_is_one_clear_sentence(tally: Tally, tmp_path
 
 def test_the_damaged_folders_process_once_repaired(tmp_path):
     """Control: the two photos plus an intact third image pass the input checks (no COLMAP)."""
-    from nerfkit.process import _copy_images
+    from nerfkit.ingest.process import _copy_images
 
     folder = _damaged(lambda p: None)(tmp_path)
     assert _copy_images(folder, tmp_path / "out") == ["photo_0.png", "photo_1.png", "photo_9.png"]

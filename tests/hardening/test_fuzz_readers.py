@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from corpus import write_base
 from nerfkit.data.colmap_check import camera_param_counts, check_binary_file, check_model_files
 from nerfkit.data.load import load_scene
-from nerfkit.errors import NerfkitError
+from nerfkit.core.errors import NerfkitError
 from outcomes import HardeningCounts
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,

@@ -27,8 +27,17 @@ import torch
 
 from outcomes import HardeningCounts, run_cli
 from tiny_run import tiny_train_args
-from nerfkit.checkpoints import latest_checkpoint, load_checkpoint
-from nerfkit.runs import checkpoint_path, list_checkpoints
+from nerfkit.runs.checkpoints import latest_checkpoint, load_checkpoint
+from nerfkit.runs.folder import RunFolder
+
+
+def checkpoint_path(run, step):
+    return RunFolder(run).checkpoint(step)
+
+
+def list_checkpoints(run):
+    return RunFolder(run).checkpoints()
+
 
 KILLS = 14
 SEED = 2026
@@ -163,7 +172,7 @@ def test_kill_9_at_random_moments_then_resume(bases, tmp_path, counts: Hardening
 
 def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(bases, tmp_path, monkeypatch):
     """The disk fills up at the third checkpoint: one sentence, exit 2, steps 2 and 4 intact."""
-    import nerfkit.checkpoints as checkpoints
+    import nerfkit.runs.checkpoints as checkpoints
 
     real_save, calls = torch.save, []
 

@@ -11,11 +11,15 @@ import torch
 
 from tiny_run import TINY_MIP, tiny_mip_args
 from nerfkit.cli import main
-from nerfkit.config import MipNeRFConfig, TrainConfig, RunConfig, apply_overrides
+from nerfkit.methods.mipnerf_config import MipNeRFConfig
+from nerfkit.runs.config import TrainConfig, RunConfig
+from nerfkit.core.settings import apply_overrides
+from nerfkit.fields.options import FieldHeadOptions, HashGridOptions
 from nerfkit.fields.mip_field import Frusta, MipHashField, MipMLPField
-from nerfkit.methods.base import RayBatch, SceneInfo, inference
+from nerfkit.data.inputs import RayBatch, SceneInfo
+from nerfkit.methods.base import inference
 from nerfkit.methods.mipnerf import MipNeRF
-from nerfkit.pipeline import resume_run, start_run
+from nerfkit.runs.session import resume_run, start_run
 
 
 def _tiny_config(**overrides) -> MipNeRFConfig:
@@ -108,13 +112,13 @@ def test_unbounded_scene_trains_with_proposal_levels_interlevel_and_distortion(t
 def test_occupancy_sampler_marches_ngp_grid_and_adapts_the_ray_count():
     method = MipNeRF(_tiny_config(sampler="occupancy", grid_resolution=16, target_samples=4096,
                                   steps_per_diagonal=64), OBJECT)
-    assert method.rays_per_batch() == 1024 and len(method.proposals) == 0
+    assert method.batch_request(0).rays == 1024 and len(method.proposals) == 0
     method.before_step(0, 0.0)                                  # the grid update (full at warm-up)
     assert 0.0 < method.grid.occupancy_fraction() <= 1.0
     out = method.train_step(_rays(1024), step=0, progress=0.0)
     out["loss"].backward()
     assert out["samples"] > 1024                                # several frusta per ray ...
-    assert method.rays_per_batch() != 1024                      # ... and the batch steers to the target
+    assert method.batch_request(1).rays != 1024                 # ... and the batch steers to the target
     assert method.field.encoding.table.grad.abs().sum() > 0
     method.eval()
     with torch.no_grad():
@@ -146,7 +150,7 @@ def test_resume_continues_exactly_where_the_run_stopped(tiny_demo, tmp_path):
 # ---------------------------------------------------------------------------- properties
 
 def test_level_weights_follow_erf_of_the_footprint_and_fade_fine_levels_first():
-    field = MipHashField(1.0, 4, 2, 12, 4, 64, 16, 3, 2, 1, "nerfkit")
+    field = MipHashField(1.0, HashGridOptions(4, 2, 12, 4, 64, "nerfkit"), FieldHeadOptions(16, 3, 2, 1))
     stds = torch.tensor([0.0, 1e-3, 1e-2, 5e-2])
     weights = field.level_weights(stds)
     assert torch.equal(weights[0], torch.ones(4))                          # a point: every level
@@ -162,7 +166,8 @@ def test_wider_footprints_see_a_smoother_field():
     """Mip-NeRF's point: the footprint, not only the position, decides what a frustum sees. With
     noise in every hash level, densities of nearby points vary less for wide frusta than for thin ones."""
     torch.manual_seed(0)
-    field = MipHashField(1.0, 8, 2, 14, 4, 256, 32, 3, 2, 1, "nerfkit", density_only=True)
+    field = MipHashField(1.0, HashGridOptions(8, 2, 14, 4, 256, "nerfkit"), FieldHeadOptions(32, 3, 2, 1),
+                         density_only=True)
     with torch.no_grad():
         field.encoding.table.normal_(0.0, 1.0)
     points = torch.rand(512, 3) * 0.02           # a small region: the fine levels make the variation

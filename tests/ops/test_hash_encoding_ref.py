@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from nerfkit.ops import hash_encode, hash_encode_ref, level_layout
-from nerfkit.ops import hash_encoding as hash_encoding_module
+from nerfkit.ops import reference as hash_encoding_module
 
 PRIMES = (1, 2654435761, 805459861)
 

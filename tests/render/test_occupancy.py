@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from nerfkit.render.occupancy import OccupancyGrid
+from nerfkit.render.estimators.occupancy import OccupancyGrid
 
 CENTRE = torch.tensor([0.3, -0.2, 0.1])
 RADIUS = 0.3

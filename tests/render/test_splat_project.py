@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from nerfkit.fields.encodings import sh_encode
+from nerfkit.render.spherical_harmonics import sh_encode
 from nerfkit.render.gaussians import covariance_3d, quat_to_rotmat, rotmat_to_quat
 from nerfkit.render.splat_project import ALPHA_THRESHOLD, project_gaussians, sh_colors
 

@@ -13,7 +13,7 @@ VIEWER_RUN_STEPS = 100    # the demo object shows clearly (about 21 dB test PSNR
 def viewer_run(tiny_demo, tmp_path_factory):
     """A finished tiny ngp run (folder) of the 32 px demo scene."""
     from nerfkit.cli import main
-    from nerfkit.runs import resolve_run
+    from nerfkit.runs.folder import RunFolder
 
     output = tmp_path_factory.mktemp("viewer-runs")
     # One torch thread: on a shared 2-core machine two OpenMP threads can be 5x slower, and the
@@ -24,4 +24,4 @@ def viewer_run(tiny_demo, tmp_path_factory):
         assert main(args) == 0
     finally:
         torch.set_num_threads(threads)          # the CLI sets it for the whole process
-    return resolve_run(output / "tiny-demo" / "ngp")
+    return RunFolder.find(output / "tiny-demo" / "ngp").path

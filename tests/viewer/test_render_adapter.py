@@ -16,7 +16,7 @@ from nerfkit.viewer.types import ViewRequest
 
 @pytest.fixture(scope="module")
 def opened(viewer_run):
-    from nerfkit.pipeline import open_run
+    from nerfkit.runs.session import open_run
 
     _, scene, method, _ = open_run(viewer_run)
     return scene, method
@@ -30,7 +30,7 @@ def _request_for(scene, index: int, **kwargs) -> ViewRequest:
 
 
 def test_a_training_camera_renders_like_the_method_itself(opened):
-    from nerfkit.view_render import MethodRenderer
+    from nerfkit.app.viewer_adapter import MethodRenderer
 
     scene, method = opened
     index = scene.split("test")[0]
@@ -45,7 +45,7 @@ def test_a_training_camera_renders_like_the_method_itself(opened):
 
 
 def test_background_crop_and_normals(opened):
-    from nerfkit.view_render import MethodRenderer
+    from nerfkit.app.viewer_adapter import MethodRenderer
 
     scene, method = opened
     render = MethodRenderer(method)
@@ -69,7 +69,7 @@ def test_background_crop_and_normals(opened):
 
 
 def test_display_modes_are_distinct_pictures(opened):
-    from nerfkit.view_render import MethodRenderer
+    from nerfkit.app.viewer_adapter import MethodRenderer
 
     scene, method = opened
     result = MethodRenderer(method)(_request_for(scene, scene.split("test")[0]))
@@ -84,7 +84,7 @@ def test_display_modes_are_distinct_pictures(opened):
 
 
 def test_training_views_and_up(opened):
-    from nerfkit.view_render import scene_up, training_views
+    from nerfkit.app.viewer_adapter import scene_up, training_views
 
     scene, _ = opened
     views = training_views(scene)
@@ -99,7 +99,7 @@ def test_training_views_and_up(opened):
 
 
 def test_keyframe_pose_goes_back_to_the_original_world(opened, tmp_path):
-    from nerfkit.camera_path import (
+    from nerfkit.video.camera_path import (
         CameraPath,
         Keyframe,
         load_camera_path,

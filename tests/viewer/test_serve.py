@@ -11,8 +11,8 @@ import torch
 from tiny_run import tiny_train_args
 
 from nerfkit.cli import main
-from nerfkit.serve import TrainingViewer
-from nerfkit.train import TrainStats
+from nerfkit.app.serve import TrainingViewer
+from nerfkit.runs.trainer import TrainStats
 from nerfkit.viewer.types import RenderResult, TrainingControl
 
 
@@ -72,13 +72,13 @@ def test_pause_holds_the_loop_until_resumed():
 
 
 def test_keyframes_are_saved_in_world_coordinates(tmp_path):
-    from nerfkit.camera_path import load_camera_path
+    from nerfkit.video.camera_path import load_camera_path
     from nerfkit.viewer.keyframes import KeyframeOptions
     from nerfkit.viewer.server import ViewerOptions, ViewerServer
 
     scene_to_world = np.diag([2.0, 2.0, 2.0, 1.0])
     scene_to_world[:3, 3] = [10.0, 0.0, -5.0]
-    options = ViewerOptions(port=0, keyframes=KeyframeOptions(scene_to_world, tmp_path, (64, 48)))
+    options = ViewerOptions(port=0, keyframes=KeyframeOptions(scene_to_world, tmp_path / "camera_paths", (64, 48)))
     server = ViewerServer(lambda request: RenderResult(np.zeros((request.height, request.width, 3))),
                           TrainStats(), options)
     try:
@@ -129,8 +129,8 @@ def test_train_with_the_viewer_on_finishes_and_says_how_to_view(tiny_demo, tmp_p
 def test_render_video_button_writes_an_mp4_next_to_the_path(viewer_run):
     import imageio_ffmpeg
 
-    from nerfkit.pipeline import open_run
-    from nerfkit.serve import start_viewer
+    from nerfkit.runs.session import open_run
+    from nerfkit.app.serve import start_viewer
 
     _, scene, method, step = open_run(viewer_run)
     server = start_viewer(method, scene, viewer_run, "127.0.0.1", 0, TrainStats(step=step))

@@ -1,0 +1,7 @@
+"""``python -m nerfkit.cli``: the ``nerfkit`` command."""
+
+import sys
+
+from nerfkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,125 @@
+"""Image quality metrics on 8-bit outputs: PSNR and SSIM.
+
+docs/design.md: metrics are computed on 8-bit sRGB outputs, so both images are first quantised to the
+8-bit grid (``round(clamp(x, 0, 1) * 255) / 255``) and then compared as floats in [0, 1]. Everything
+is computed in float64 on the images' device.
+
+SSIM follows the 3DGS / nerfbaselines evaluation: an 11x11 Gaussian window with sigma 1.5,
+``C1 = 0.01**2``, ``C2 = 0.03**2`` (data range 1), population (not sample) covariances, per channel,
+'valid' filtering (no padding), mean over the map and the channels. Because scikit-image filters with
+reflect padding and then crops 5 pixels from each border before averaging, the two agree exactly (up
+to rounding): ``ssim(a, b) == structural_similarity(a, b, channel_axis=2, data_range=1.0,
+gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+MAX_PSNR = 100.0
+"""PSNR reported for identical images (their MSE is zero)."""
+
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_C1 = 0.01**2
+SSIM_C2 = 0.03**2
+
+
+def quantize_8bit(image: Tensor) -> Tensor:
+    """``image`` (any shape, float in [0, 1]) snapped to the 8-bit grid, as float64 in [0, 1]."""
+    return torch.round(image.detach().double().clamp(0.0, 1.0) * 255.0) / 255.0
+
+
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB of a mean squared error over values in [0, 1]; :data:`MAX_PSNR` for ``mse <= 0``.
+
+    >>> round(psnr_from_mse(1e-3), 2)
+    30.0
+    """
+    mse = float(mse)
+    if mse <= 10.0 ** (-MAX_PSNR / 10.0):
+        return MAX_PSNR
+    return -10.0 * math.log10(mse)
+
+
+def psnr(pred: Tensor, target: Tensor) -> float:
+    """PSNR in dB between two images after 8-bit quantisation.
+
+    Args:
+        pred: (H, W, C) float image in [0, 1] (values outside are clamped).
+        target: (H, W, C) float image in [0, 1], same shape.
+
+    Returns:
+        ``-10 log10(MSE)`` over all pixels and channels, :data:`MAX_PSNR` for identical images.
+
+    >>> t = torch.full((4, 4, 3), 128 / 255)    # on the 8-bit grid (0.5 would round like 0.5 + 1/255)
+    >>> round(psnr(t + 1 / 255, t), 2)
+    48.13
+    """
+    _check_pair(pred, target)
+    mse = torch.mean((quantize_8bit(pred) - quantize_8bit(target)) ** 2)
+    return psnr_from_mse(mse.item())
+
+
+def ssim(pred: Tensor, target: Tensor) -> float:
+    """Mean SSIM between two images after 8-bit quantisation (see the module docstring).
+
+    Args:
+        pred: (H, W, C) float image in [0, 1], H and W at least 11.
+        target: (H, W, C) float image in [0, 1], same shape.
+
+    Returns:
+        SSIM in [-1, 1]; 1.0 for identical images.
+    """
+    _check_pair(pred, target)
+    height, width = pred.shape[:2]
+    if height < SSIM_WINDOW or width < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, "
+                         f"got {height}x{width}")
+    return float(ssim_loss_map(quantize_8bit(pred), quantize_8bit(target)).mean().item())
+
+
+def ssim_loss_map(pred: Tensor, target: Tensor) -> Tensor:
+    """Differentiable SSIM map (the formula of :func:`ssim`, without quantisation).
+
+    Args:
+        pred, target: (H, W, C) float images, H and W at least 11, any float dtype.
+    Returns:
+        (C, H - 10, W - 10) per-pixel SSIM of the 'valid' region; ``1 - map.mean()`` is the 3DGS
+        D-SSIM loss term.
+    """
+    # (C, 1, H, W): each channel filtered on its own.
+    x = pred.permute(2, 0, 1).unsqueeze(1)
+    y = target.permute(2, 0, 1).unsqueeze(1)
+    window = _gaussian_1d(SSIM_WINDOW, SSIM_SIGMA, x.device).to(x.dtype)
+
+    def blur(image: Tensor) -> Tensor:
+        """Separable Gaussian filter, 'valid' region only: (C,1,H,W) -> (C,1,H-10,W-10)."""
+        image = F.conv2d(image, window.view(1, 1, 1, -1))
+        return F.conv2d(image, window.view(1, 1, -1, 1))
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x * mu_x
+    var_y = blur(y * y) - mu_y * mu_y
+    cov_xy = blur(x * y) - mu_x * mu_y
+    numerator = (2.0 * mu_x * mu_y + SSIM_C1) * (2.0 * cov_xy + SSIM_C2)
+    denominator = (mu_x * mu_x + mu_y * mu_y + SSIM_C1) * (var_x + var_y + SSIM_C2)
+    return (numerator / denominator).squeeze(1)
+
+
+def _gaussian_1d(size: int, sigma: float, device: torch.device) -> Tensor:
+    """(size,) float64 normalised Gaussian taps centred on the middle tap."""
+    offsets = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2.0
+    taps = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    return taps / taps.sum()
+
+
+def _check_pair(pred: Tensor, target: Tensor) -> None:
+    """Raise ValueError unless both are (H, W, C) images of the same shape."""
+    if pred.ndim != 3 or pred.shape != target.shape:
+        raise ValueError(f"expected two (H, W, C) images of the same shape, got "
+                         f"{tuple(pred.shape)} and {tuple(target.shape)}")

@@ -1,0 +1,104 @@
+"""Settings of the ``mipnerf`` method (:mod:`nerfkit.methods.mipnerf`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from nerfkit.core.errors import NerfkitError
+from nerfkit.core.settings import Settings, auto_field, is_auto
+from nerfkit.fields.options import FieldHeadOptions, HashGridOptions, MipMLPOptions
+from nerfkit.render.estimators.options import OccupancyOptions
+
+
+@dataclass
+class MipNeRFConfig(Settings):
+    """Mip-NeRF (Barron et al. 2021) and Mip-NeRF 360 (Barron et al. 2022) hyper-parameters.
+
+    ``sampler`` (the estimator): ``coarse_to_fine`` is Mip-NeRF (one field queried on stratified
+    frusta, then on frusta resampled from its blurred weights); ``proposal`` is Mip-NeRF 360 (small
+    proposal fields trained with the interlevel loss pick the frusta of the field, plus the
+    distortion loss); ``occupancy`` marches rays through instant-ngp's occupancy grid (as ngp does)
+    and shades one frustum per marching step, the fast choice for the hash backbone on objects;
+    ``auto`` uses coarse-to-fine for objects and proposals for unbounded scenes.
+
+    ``backbone``: ``mlp`` is the papers' field (integrated positional encoding + MLP, ``mlp``
+    options); ``hash`` is a Zip-NeRF-style hash grid (``hash_grid``, ``heads``) queried at the
+    frustum's mean, each level's features weighted by erf(1 / sqrt(8 sigma^2 n^2)) for a frustum of
+    radial std sigma and a level of n cells per unit, so levels finer than the pixel footprint fade
+    out (much faster on a CPU).
+
+    Attributes:
+        rays_per_batch: rays per step (the papers use 4096 / 16384; occupancy: the first batch's).
+        near, far: sample distances in scene units (objects: the box clips the rays further).
+        coarse_samples, fine_samples, coarse_loss_weight, resample_padding: Mip-NeRF's two passes.
+        proposal_levels, proposal_samples, nerf_samples, interlevel_weight, distortion_weight,
+        proposal_backbone, proposal_mlp_depth, proposal_mlp_width, proposal_n_levels,
+        proposal_log2_table_size, proposal_max_resolution: Mip-NeRF 360's proposal sampling.
+        lr: Adam's learning rate; ``auto``: 5e-4 for the MLP backbone (the paper), 1e-2 for hash.
+            Warm-up over ``lr_warmup_steps``, then log-linear decay to ``lr * lr_final_factor``.
+        weight_decay: on the MLPs only.
+    """
+
+    backbone: Literal["mlp", "hash"] = "mlp"
+    sampler: Literal["auto", "coarse_to_fine", "proposal", "occupancy"] = "auto"
+    rays_per_batch: int = 1024
+    near: float = 0.05
+    far: float = 1000.0
+    # Mip-NeRF: coarse to fine with one field queried twice
+    coarse_samples: int = 128
+    fine_samples: int = 128
+    coarse_loss_weight: float = 0.1
+    resample_padding: float = 0.01
+    # Mip-NeRF 360: proposal sampling
+    proposal_levels: int = 2
+    proposal_samples: int = 64
+    nerf_samples: int = 32
+    interlevel_weight: float = 1.0
+    distortion_weight: float = 0.01
+    proposal_backbone: Literal["hash", "mlp"] = "hash"
+    proposal_mlp_depth: int = 4
+    proposal_mlp_width: int = 256
+    proposal_n_levels: int = 5
+    proposal_log2_table_size: int = 17
+    proposal_max_resolution: int = 128
+    # occupancy: instant-ngp's grid (shared with ngp), frusta of one marching step each
+    occupancy: OccupancyOptions = field(default_factory=OccupancyOptions)
+    # the fields
+    mlp: MipMLPOptions = field(default_factory=MipMLPOptions)
+    hash_grid: HashGridOptions = field(default_factory=lambda: HashGridOptions(max_resolution=1024))
+    heads: FieldHeadOptions = field(default_factory=FieldHeadOptions)
+    # optimisation
+    lr: float | Literal["auto"] = auto_field(legacy=0.0)
+    lr_final_factor: float = 0.01
+    lr_warmup_steps: int = 20
+    weight_decay: float = 0.0
+    train_background: Literal["random", "white", "black"] = "random"
+    render_chunk: int = 4096
+
+    def validate(self) -> None:
+        if min(self.coarse_samples, self.fine_samples, self.proposal_samples, self.nerf_samples,
+               self.rays_per_batch, self.render_chunk) < 1:
+            raise NerfkitError("mipnerf sample counts, rays_per_batch and render_chunk must be at least 1")
+        if self.proposal_levels < 1:
+            raise NerfkitError(f"mipnerf proposal_levels must be at least 1, got {self.proposal_levels}")
+        if not 0 < self.near < self.far:
+            raise NerfkitError(f"mipnerf needs 0 < near < far, got near={self.near}, far={self.far}")
+
+    def learning_rate(self) -> float:
+        """``lr``, or for ``auto`` the paper's 5e-4 (MLP backbone) or 1e-2 (hash backbone)."""
+        if is_auto(self.lr):
+            return 5e-4 if self.backbone == "mlp" else 1e-2
+        return float(self.lr)
+
+    def proposal_mlp(self) -> MipMLPOptions:
+        """The options of an MLP proposal field: the field's, at the proposal depth and width."""
+        skip = self.mlp.skip_layer if self.mlp.skip_layer <= self.proposal_mlp_depth else 0
+        return MipMLPOptions(**{**vars(self.mlp), "mlp_depth": self.proposal_mlp_depth,
+                                "mlp_width": self.proposal_mlp_width, "skip_layer": skip})
+
+    def proposal_hash_grid(self) -> HashGridOptions:
+        """The hash grid of a proposal field: the field's, with the proposal sizes."""
+        return HashGridOptions(**{**vars(self.hash_grid), "n_levels": self.proposal_n_levels,
+                                  "log2_table_size": self.proposal_log2_table_size,
+                                  "max_resolution": self.proposal_max_resolution})

@@ -1,0 +1,164 @@
+"""A run's configuration: the trainer's settings, the method's settings, and where they come from.
+
+A run is configured by a preset (``configs/<name>.yaml`` or a path), then command-line flags, then
+``--set KEY=VALUE`` items, in that order. A preset and ``config.yaml`` are the same flat YAML mapping
+``{train: {...}, method: {...}}`` whose keys are the flat setting names of :class:`TrainConfig` and
+of the method's settings class (:mod:`nerfkit.methods.registry`). Unknown keys and wrongly typed
+values are user errors with one sentence that names the source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import torch
+import yaml
+
+from nerfkit.core.errors import NerfkitError
+from nerfkit.core.settings import Settings, apply_overrides, flat_dict, setting_names
+from nerfkit.methods.ngp_config import NGPConfig
+from nerfkit.methods.registry import method_spec
+
+PRESET_DIR = Path(__file__).resolve().parents[1] / "configs"
+DEMO_SECONDS = 120.0       # training time on the built-in demo scene unless a limit is given
+
+
+@dataclass
+class TrainConfig(Settings):
+    """What the trainer does, independent of the method.
+
+    Attributes:
+        scene: the scene folder ("" = the built-in demo scene).
+        method: a name from :data:`nerfkit.methods.registry.METHODS`.
+        output_dir: root of the run folders.
+        max_steps, max_time: stop after this many steps or seconds of training (0 s = no limit).
+        eval_every: steps between quick evals on one held-out image (0 = off).
+        checkpoint_every, checkpoint_seconds: a checkpoint every this many steps or seconds.
+        downscale: image downscale factor on load.
+        split_every: every Nth image is a test image when the format has no splits.
+        scene_kind: normalise as an ``object`` (a box) or ``unbounded`` (contracted space).
+        eval_background: behind RGBA test images.
+        seed: randomness; threads: torch CPU threads (0 = all cores).
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        on_nan: a NaN/inf loss or parameter ``stop``s the run or ``rollback``s to the last good
+            checkpoint and goes on.
+    """
+
+    scene: str = ""
+    method: str = "ngp"
+    output_dir: str = "outputs"
+    max_steps: int = 20000
+    max_time: float = 0.0
+    eval_every: int = 0
+    checkpoint_every: int = 1000
+    checkpoint_seconds: float = 120.0
+    downscale: float = 1.0
+    split_every: int = 8
+    scene_kind: Literal["auto", "object", "unbounded"] = "auto"
+    eval_background: Literal["white", "black"] = "white"
+    seed: int = 0
+    threads: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    on_nan: Literal["stop", "rollback"] = "stop"
+
+    def validate(self) -> None:
+        method_spec(self.method)
+        checks = [
+            (self.max_steps >= 1, f"--max-steps must be at least 1, got {self.max_steps}"),
+            (self.max_time >= 0, f"--max-time must be >= 0 seconds, got {self.max_time}"),
+            (self.checkpoint_every >= 1, f"--checkpoint-every must be at least 1, got {self.checkpoint_every}"),
+            (self.eval_every >= 0, f"--eval-every must be >= 0, got {self.eval_every}"),
+            (self.threads >= 0, f"--threads must be >= 0, got {self.threads}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise NerfkitError(message)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cpu`` / ``cuda`` as asked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise NerfkitError(f"device must be auto, cpu or cuda, got '{name}'")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise NerfkitError("device 'cuda' was asked for but torch sees no CUDA GPU on this machine")
+    return torch.device(name)
+
+
+@dataclass
+class RunConfig:
+    """Everything a run was started with; saved as ``config.yaml`` in the run folder."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    method: Any = field(default_factory=NGPConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {"train": flat_dict(self.train), "method": flat_dict(self.method)}
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any], source: str) -> "RunConfig":
+        """Read ``{train: {...}, method: {...}}`` (a ``config.yaml`` or merged settings)."""
+        for section in ("train", "method"):
+            if not isinstance(data.get(section, {}), dict):
+                raise NerfkitError(f"{source}: '{section}' must be a mapping of settings, got "
+                                   f"{type(data[section]).__name__}")
+        train = apply_overrides(TrainConfig(), data.get("train", {}), source)
+        method = apply_overrides(method_spec(train.method).config(), data.get("method", {}), source)
+        return RunConfig(train, method)
+
+    def resolved(self) -> "RunConfig":
+        """The same run with the method's device-dependent ``auto`` values filled in."""
+        return RunConfig(self.train, self.method.resolve(resolve_device(self.train.device).type))
+
+
+def load_preset(name_or_path: str) -> dict[str, dict[str, Any]]:
+    """Read a preset by name (``configs/<name>.yaml``) or path; returns ``{train: .., method: ..}``."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
+        raise NerfkitError(f"config '{name_or_path}' not found: expected a YAML file or one of {known}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise NerfkitError(f"config '{path}' is not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(data, dict) or not set(data) <= {"train", "method"}:
+        raise NerfkitError(f"config '{path}' must be a mapping with the sections 'train' and 'method'")
+    return {"train": dict(data.get("train") or {}), "method": dict(data.get("method") or {})}
+
+
+def merge_settings(preset: str | None, train: Mapping[str, Any], items: Sequence[str]) -> RunConfig:
+    """A run's configuration from a preset, then trainer settings (the flags), then ``KEY=VALUE``
+    items (``--set``), each key routed to the method's or the trainer's settings.
+
+    Without a scene (the built-in demo) and without a step or time limit, the run trains for
+    :data:`DEMO_SECONDS`.
+    """
+    values = load_preset(preset) if preset else {"train": {}, "method": {}}
+    values["train"].update(train)
+    if not values["train"].get("scene") and "max_time" not in values["train"] \
+            and "max_steps" not in values["train"]:
+        values["train"]["max_time"] = DEMO_SECONDS          # the demo finishes in a few minutes
+    method_name = values["train"].get("method", TrainConfig.method)
+    method_fields = set(setting_names(method_spec(str(method_name)).config))
+    train_fields = set(setting_names(TrainConfig))
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise NerfkitError(f"--set expects KEY=VALUE, got '{item}'")
+        if key in method_fields:
+            values["method"][key] = value
+        elif key in train_fields:
+            values["train"][key] = value
+        else:
+            raise NerfkitError(f"--set: unknown setting '{key}'; see 'nerfkit train --help' and "
+                               f"the fields of the method's config")
+    return RunConfig.from_dict(values, "command line")
+
+
+__all__ = ["DEMO_SECONDS", "PRESET_DIR", "RunConfig", "TrainConfig", "load_preset", "merge_settings",
+           "resolve_device"]

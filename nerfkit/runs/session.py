@@ -1,0 +1,181 @@
+"""Starting, resuming and re-opening runs: the steps the commands share.
+
+- :func:`start_run`: load the scene, create the run folder with ``config.yaml`` and
+  ``transform.json``, build the trainer.
+- :func:`resume_run`: re-open a run folder and load its newest checkpoint into a trainer.
+- :func:`open_run`: a finished (or running) run ready to render, evaluate or export: its
+  configuration, scene and method at the newest intact checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import warnings
+from pathlib import Path
+from typing import Callable, Iterator, NamedTuple
+
+import torch
+
+from nerfkit.core.errors import NerfkitError
+from nerfkit.core.files import read_yaml, write_json_atomic, write_yaml_atomic
+from nerfkit.data.inputs import SceneInfo
+from nerfkit.data.load import load_scene
+from nerfkit.data.scene import Scene
+from nerfkit.methods.base import Method
+from nerfkit.methods.registry import build_method
+from nerfkit.runs.checkpoints import latest_checkpoint, load_checkpoint
+from nerfkit.runs.config import RunConfig, resolve_device
+from nerfkit.runs.folder import RunFolder
+from nerfkit.runs.trainer import Trainer
+
+Log = Callable[[str], None]
+
+
+class OpenedRun(NamedTuple):
+    """A run re-opened from its folder (:func:`open_run`)."""
+
+    config: RunConfig
+    scene: Scene
+    method: Method
+    step: int
+
+
+def scene_path(config: RunConfig, log: Log | None = None) -> Path:
+    """The scene folder to train on: the configured one, or the built-in demo scene."""
+    if config.train.scene:
+        return Path(config.train.scene)
+    from nerfkit.data.demo import ensure_demo_scene
+    path = ensure_demo_scene()
+    (log or _silent)(f"no scene given: training on the built-in demo scene at {path}")
+    return path
+
+
+def load_configured_scene(config: RunConfig) -> Scene:
+    """The run's scene, loaded as its trainer settings say (downscale, split, kind)."""
+    kind = None if config.train.scene_kind == "auto" else config.train.scene_kind
+    return load_scene(config.train.scene, config.train.downscale, config.train.split_every, kind)
+
+
+def start_run(config: RunConfig, log: Log | None = None) -> Trainer:
+    """Load the scene, create the run folder with config.yaml and transform.json, build the trainer.
+
+    The method's device-dependent ``auto`` settings are filled in first, so ``config.yaml`` records
+    what the run actually used. ``log`` receives one line per event (None: silent).
+    """
+    config.train.scene = str(scene_path(config, log).resolve())
+    _set_threads(config)
+    scene = load_configured_scene(config)
+    config.method = config.resolved().method
+    run = RunFolder.create(Path(config.train.output_dir), scene.name, config.train.method)
+    write_yaml_atomic(run.config_file, config.to_dict())
+    write_json_atomic(run.transform_file, {**scene.transform_dict(), "has_alpha": scene.has_alpha,
+                                           "kind": scene.extras.get("kind")})
+    (log or _silent)(f"run folder: {run.path}")
+    return Trainer(config, scene, run, log)
+
+
+def resume_run(path: Path, log: Log | None = None) -> Trainer:
+    """Re-open a run folder (or its parents: the newest run) and load its newest checkpoint."""
+    run = RunFolder.find(path)
+    config = read_run_config(run)
+    _set_threads(config)
+    scene = load_configured_scene(config)
+    _check_same_transform(run, scene)
+    trainer = Trainer(config, scene, run, log)
+    with _checkpoint_fits(run):
+        resumed = trainer.resume()
+    if not resumed:
+        (log or _silent)(f"{run.path} has no checkpoint yet: starting it from step 0")
+    return trainer
+
+
+def read_run_config(run: RunFolder | Path) -> RunConfig:
+    """The run's config.yaml; a run always names the scene it was trained on."""
+    path = RunFolder(run).config_file
+    config = RunConfig.from_dict(read_yaml(path), str(path))
+    if not config.train.scene:
+        raise NerfkitError(f"'{path}' names no scene (train: scene: is empty): expected the scene "
+                           "folder the run was trained on")
+    return config
+
+
+def open_run(path: Path | RunFolder) -> OpenedRun:
+    """A finished (or running) run ready to render: config, scene, method at its newest checkpoint.
+
+    ``path`` may be a run folder or a folder above runs (its newest run).
+    """
+    run = RunFolder.find(Path(path))
+    config = read_run_config(run)
+    _set_threads(config)
+    checkpoint = _newest_intact_checkpoint(run)
+    scene = load_configured_scene(config)
+    _check_same_transform(run, scene)
+    # The weights come from the checkpoint: skip the start-up work of a fresh method (e.g. splat's
+    # points from the views, seconds per call) that the checkpoint would overwrite anyway.
+    method = build_method(config.train.method, config.method, SceneInfo.from_scene(scene, with_point_sampler=False))
+    state = load_checkpoint(checkpoint)
+    with _checkpoint_fits(run, checkpoint):
+        method.load_state_dict(state["method"])
+    method.to(resolve_device(config.train.device))
+    method.eval()
+    return OpenedRun(config, scene, method, int(state["step"]))
+
+
+def _newest_intact_checkpoint(run: RunFolder) -> Path:
+    """The checkpoint to open, or one sentence saying why there is none."""
+    with warnings.catch_warnings(record=True) as skipped:
+        warnings.simplefilter("always")
+        checkpoint = latest_checkpoint(run)
+    for warning in skipped:            # newer damaged checkpoints: say so, once each
+        if checkpoint is not None:
+            warnings.warn(str(warning.message), stacklevel=3)
+    if checkpoint is not None:
+        return checkpoint
+    listed = run.checkpoints()
+    if listed:
+        reason = (str(skipped[-1].message).removeprefix("Skipping unreadable checkpoint ")
+                  if skipped else f"'{listed[-1][1]}' cannot be read")
+        reason = reason.split(". ")[0].rstrip(".")        # torch's reasons run on for sentences
+        raise NerfkitError(f"run '{run.path}' has no intact checkpoint: {reason}")
+    raise NerfkitError(f"run '{run.path}' has no checkpoint yet: train it first (nerfkit train)")
+
+
+@contextlib.contextmanager
+def _checkpoint_fits(run: RunFolder, checkpoint: Path | None = None) -> Iterator[None]:
+    """Turn a checkpoint that does not fit the run's method into one clear sentence."""
+    try:
+        yield
+    except (RuntimeError, KeyError, ValueError, TypeError) as error:
+        what = f"checkpoint '{checkpoint}'" if checkpoint else f"newest checkpoint of '{run.path}'"
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise NerfkitError(f"the {what} does not fit the run's method as configured in its "
+                           f"config.yaml and scene (were they changed after training?): "
+                           f"{reason}") from None
+
+
+def _check_same_transform(run: RunFolder, scene: Scene) -> None:
+    path = run.transform_file
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise NerfkitError(f"'{path}' is missing or unreadable: the run folder is incomplete") from None
+    try:
+        matrix = torch.tensor(saved["world_to_scene"], dtype=torch.float64)
+    except (TypeError, KeyError, ValueError, RuntimeError, IndexError):
+        matrix = None
+    if matrix is None or matrix.shape != (4, 4):
+        raise NerfkitError(f"'{path}' holds no 'world_to_scene' 4x4 matrix: the run folder is "
+                           "damaged")
+    if not torch.allclose(matrix, scene.world_to_scene.double(), rtol=1e-5, atol=1e-6):
+        raise NerfkitError(f"the scene at '{scene.root}' changed since run '{run.path}' was trained "
+                           "(its cameras normalise differently)")
+
+
+def _set_threads(config: RunConfig) -> None:
+    if config.train.threads > 0:
+        torch.set_num_threads(config.train.threads)
+
+
+def _silent(line: str) -> None:
+    return None
