@@ -5,7 +5,10 @@ vertices index rows ``offsets[l] .. offsets[l+1]`` of one shared ``table``: dens
 when the level has no more vertices than rows, else by the spatial hash of Eq. (4),
 ``(x * 1) xor (y * 2654435761) xor (z * 805459861) mod size``.
 
-Gradients flow to ``table`` only (positions are not learned); that is what NeRF training needs.
+Gradients flow to ``table`` and, when ``x`` requires them, to the positions: an SDF's normal is
+``d sdf / d x`` through the encoding (:func:`hash_encode_position_grad`), and that gradient is
+itself differentiable with respect to the table (what an eikonal loss trains). The encoding is
+piecewise trilinear; its second derivative with respect to ``x`` (the curvature) is not provided.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 from torch import Tensor
 
 from nerfkit.ops._backend import use_native
-from nerfkit.ops.reference import PRIMES, hash_encode_ref
+from nerfkit.ops.reference import PRIMES, hash_encode_position_grad_ref, hash_encode_ref
 
 
 def level_layout(n_levels: int, log2_table_size: int, base_resolution: int,
@@ -57,16 +60,46 @@ def hash_encode(x: Tensor, table: Tensor, offsets: Tensor, resolutions: Tensor) 
         >>> hash_encode(torch.rand(5, 3), table, off, res).shape
         torch.Size([5, 4])
     """
+    _check_inputs(x, table, offsets, resolutions)
+    if use_native(x, table) and not x.requires_grad:      # the native kernels have no position gradient yet
+        from nerfkit.ops._native import hash_encode_native
+        return hash_encode_native(x.contiguous(), table.contiguous(), offsets, resolutions)
+    return hash_encode_ref(x, table, offsets, resolutions)
+
+
+def hash_encode_position_grad(x: Tensor, table: Tensor, grad_out: Tensor, offsets: Tensor,
+                              resolutions: Tensor) -> Tensor:
+    """The gradient of ``sum(grad_out * hash_encode(x, ...))`` with respect to the positions.
+
+    This is what backpropagating through :func:`hash_encode` gives ``x``; as its own op it is
+    differentiable with respect to ``table`` and ``grad_out`` (second-order training of the table,
+    e.g. an eikonal loss on the normals of an SDF), not again with respect to ``x``.
+
+    Args:
+        x: (N, 3) positions in [0, 1]^3 (outside, clamped: their gradient there is 0).
+        table: (offsets[-1], F) feature table.
+        grad_out: (N, L*F) gradient with respect to the encoding's output, level-major.
+        offsets, resolutions: the layout from :func:`level_layout`.
+    Returns:
+        (N, 3) ``sum_{l, f} grad_out[n, l F + f] * d out[n, l F + f] / d x[n]``, in units of
+        1 / (the unit of ``x``).
+    """
+    _check_inputs(x, table, offsets, resolutions)
+    expected = (x.shape[0], (offsets.numel() - 1) * table.shape[1])
+    if tuple(grad_out.shape) != expected:
+        raise ValueError(f"hash_encode_position_grad expects grad_out of shape {expected}, got "
+                         f"{tuple(grad_out.shape)}")
+    return hash_encode_position_grad_ref(x, table, grad_out, offsets, resolutions)
+
+
+def _check_inputs(x: Tensor, table: Tensor, offsets: Tensor, resolutions: Tensor) -> None:
     if x.ndim != 2 or x.shape[1] != 3:
         raise ValueError(f"hash_encode expects positions of shape (N, 3), got {tuple(x.shape)}")
     if table.ndim != 2 or table.shape[0] != int(offsets[-1]):
         raise ValueError(f"hash_encode expects a table of {int(offsets[-1])} rows, got {tuple(table.shape)}")
     if resolutions.numel() + 1 != offsets.numel():
         raise ValueError("hash_encode expects len(offsets) == len(resolutions) + 1")
-    if use_native(x, table):
-        from nerfkit.ops._native import hash_encode_native
-        return hash_encode_native(x.contiguous(), table.contiguous(), offsets, resolutions)
-    return hash_encode_ref(x, table, offsets, resolutions)
 
 
-__all__ = ["PRIMES", "hash_encode", "hash_encode_ref", "level_layout"]
+__all__ = ["PRIMES", "hash_encode", "hash_encode_position_grad", "hash_encode_position_grad_ref",
+           "hash_encode_ref", "level_layout"]

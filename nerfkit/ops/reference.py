@@ -197,30 +197,67 @@ def _level_constants(offsets: Tensor, resolutions: Tensor, device: torch.device,
         torch.tensor(off_list[:-1], device=device, dtype=torch.int64).view(1, -1, 1))
 
 
-def _encode_math(x: Tensor, table: Tensor, resolution: Tensor, stride: Tensor, mask: Tensor,
-                 hashed: Tensor, row_offset: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Features (N, L, F), corner rows (N, L, 8) int64 and trilinear weights (N, L, 8).
-
-    Corner c of a cell is (c & 1, c >> 1 & 1, c >> 2 & 1) away from its lowest vertex. Written as
-    plain tensor algebra so that torch.compile can fuse it into one loop.
-    """
-    n_levels = stride.shape[0]
+def _cell(x: Tensor, resolution: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Each point's cell at each level: its lowest vertex ``base`` (N, L, 3) (float, integral), the
+    position in it ``frac`` (N, L, 3) in [0, 1], and d frac / d x (N, L, 3) (``resolution`` where the
+    clamp of ``frac`` lets the position through, else 0)."""
     pos = x.unsqueeze(1) * resolution                                       # (N, L, 3)
     base = pos.floor().clamp(min=0.0).minimum((resolution - 1.0).clamp(min=0.0))
-    frac = (pos - base).clamp(0.0, 1.0)
+    raw = pos - base
+    slope = resolution * ((raw >= 0.0) & (raw <= 1.0)).to(x.dtype)
+    return base, raw.clamp(0.0, 1.0), slope
+
+
+def _corner_rows(base: Tensor, stride: Tensor, mask: Tensor, hashed: Tensor, row_offset: Tensor) -> Tensor:
+    """(N, L, 8) int64 table rows of the 8 corners of each cell (dense index or spatial hash, Eq. 4).
+
+    Corner c of a cell is (c & 1, c >> 1 & 1, c >> 2 & 1) away from its lowest vertex.
+    """
+    n_levels = stride.shape[0]
     step = torch.stack([torch.zeros_like(stride), stride], 0)               # (2, L, 3) corner offset
     terms = base.to(torch.int32).unsqueeze(2) * stride.unsqueeze(1) + step.transpose(0, 1)  # (N, L, 2, 3)
     tx = terms[..., 0].reshape(-1, n_levels, 1, 1, 2)
     ty = terms[..., 1].reshape(-1, n_levels, 1, 2, 1)
     tz = terms[..., 2].reshape(-1, n_levels, 2, 1, 1)
     idx = torch.where(hashed, (tx ^ ty ^ tz).reshape(-1, n_levels, 8), (tx + ty + tz).reshape(-1, n_levels, 8))
-    idx = (idx & mask).to(torch.int64) + row_offset
+    return (idx & mask).to(torch.int64) + row_offset
+
+
+def _corner_products(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    """(N, L, 2) per-axis factors (index 0: corner offset 0, 1: offset 1) -> (N, L, 8) products
+    ``a[c & 1] * b[c >> 1 & 1] * c[c >> 2 & 1]`` in corner order."""
+    n_levels = a.shape[1]
+    return (a.reshape(-1, n_levels, 1, 1, 2) * b.reshape(-1, n_levels, 1, 2, 1)
+            * c.reshape(-1, n_levels, 2, 1, 1)).reshape(-1, n_levels, 8)
+
+
+def _encode_math(x: Tensor, table: Tensor, resolution: Tensor, stride: Tensor, mask: Tensor,
+                 hashed: Tensor, row_offset: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Features (N, L, F), corner rows (N, L, 8) int64 and trilinear weights (N, L, 8).
+
+    Written as plain tensor algebra so that torch.compile can fuse it into one loop.
+    """
+    base, frac, _ = _cell(x, resolution)
+    idx = _corner_rows(base, stride, mask, hashed, row_offset)
     wf = torch.stack([1.0 - frac, frac], 2)                                 # (N, L, 2, 3)
-    weights = (wf[..., 0].reshape(-1, n_levels, 1, 1, 2) * wf[..., 1].reshape(-1, n_levels, 1, 2, 1)
-               * wf[..., 2].reshape(-1, n_levels, 2, 1, 1)).reshape(-1, n_levels, 8)
+    weights = _corner_products(wf[..., 0], wf[..., 1], wf[..., 2])
     features = table[idx]                                                   # (N, L, 8, F)
     out = (features * weights.unsqueeze(-1).to(table.dtype)).sum(2)
     return out, idx, weights
+
+
+def _weight_gradients(x: Tensor, resolution: Tensor, stride: Tensor, mask: Tensor, hashed: Tensor,
+                      row_offset: Tensor) -> tuple[Tensor, Tensor]:
+    """Corner rows (N, L, 8) and the gradients of the trilinear weights with respect to the
+    position, (N, L, 8, 3): ``d w_c / d x_i = (d frac_i / d x_i) (+-1) prod_{j != i} a_j``."""
+    base, frac, slope = _cell(x, resolution)
+    idx = _corner_rows(base, stride, mask, hashed, row_offset)
+    wf = torch.stack([1.0 - frac, frac], 2)                                 # (N, L, 2, 3)
+    dwf = torch.stack([-slope, slope], 2)                                   # (N, L, 2, 3)
+    a, b, c = wf[..., 0], wf[..., 1], wf[..., 2]
+    dweights = torch.stack([_corner_products(dwf[..., 0], b, c), _corner_products(a, dwf[..., 1], c),
+                            _corner_products(a, b, dwf[..., 2])], -1)
+    return idx, dweights
 
 
 @functools.lru_cache(maxsize=1)
@@ -249,27 +286,67 @@ def _encode(x: Tensor, table: Tensor, offsets: Tensor, resolutions: Tensor
 
 
 class _HashEncodeRef(torch.autograd.Function):
-    """Gather-and-blend forward; scatter-add backward into the table (no dense autograd graph)."""
+    """Gather-and-blend forward; scatter-add backward into the table (no dense autograd graph) and,
+    when the positions need it, their gradient through :class:`_HashEncodePositionGradRef`."""
 
     @staticmethod
     def forward(ctx, x: Tensor, table: Tensor, offsets: Tensor, resolutions: Tensor) -> Tensor:
         out, idx, weights = _encode(x, table, offsets, resolutions)
-        ctx.save_for_backward(idx, weights)
-        ctx.table_shape = table.shape
+        ctx.save_for_backward(idx, weights, x, table, offsets, resolutions)
         n, levels, feats = out.shape    # explicit sizes: a view with -1 fails for n = 0 points
         return out.reshape(n, levels * feats)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        idx, weights = ctx.saved_tensors
-        rows, feats = ctx.table_shape
+        idx, weights, x, table, offsets, resolutions = ctx.saved_tensors
+        rows, feats = table.shape
         n, levels, _ = idx.shape
-        grad_corners = grad_out.view(n, levels, 1, feats) * weights.unsqueeze(-1).to(grad_out.dtype)
+        grad_corners = grad_out.reshape(n, levels, 1, feats) * weights.unsqueeze(-1).to(grad_out.dtype)
         grad_table = torch.zeros(rows, feats, dtype=grad_out.dtype, device=grad_out.device)
         grad_table.index_add_(0, idx.reshape(-1), grad_corners.reshape(-1, feats))
-        return None, grad_table, None, None
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = hash_encode_position_grad_ref(x, table, grad_out, offsets, resolutions)
+        return grad_x, grad_table, None, None
+
+
+class _HashEncodePositionGradRef(torch.autograd.Function):
+    """``grad_x = J(x)^T grad_out`` of the hash encoding, differentiable with respect to the table and
+    ``grad_out`` (what an eikonal loss on SDF normals trains), not again with respect to ``x``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, table: Tensor, grad_out: Tensor, offsets: Tensor, resolutions: Tensor) -> Tensor:
+        consts = _level_constants(offsets, resolutions, x.device, x.dtype)
+        idx, dweights = _weight_gradients(x, *consts)
+        n, levels, _ = idx.shape
+        upstream = grad_out.reshape(n, levels, 1, -1)                        # (N, L, 1, F)
+        projected = (table[idx] * upstream).sum(-1)                         # (N, L, 8)
+        ctx.save_for_backward(idx, dweights, table, grad_out)
+        return (dweights * projected.unsqueeze(-1).to(dweights.dtype)).sum((1, 2)).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_grad_x: Tensor):
+        idx, dweights, table, grad_out = ctx.saved_tensors
+        n, levels, _ = idx.shape
+        feats = table.shape[1]
+        along = (dweights * grad_grad_x.reshape(n, 1, 1, 3).to(dweights.dtype)).sum(-1)   # (N, L, 8)
+        grad_table = grad_grad_out = None
+        if ctx.needs_input_grad[1]:
+            upstream = grad_out.reshape(n, levels, 1, feats)
+            grad_table = torch.zeros_like(table)
+            grad_table.index_add_(0, idx.reshape(-1),
+                                  (along.unsqueeze(-1).to(table.dtype) * upstream).reshape(-1, feats))
+        if ctx.needs_input_grad[2]:
+            grad_grad_out = (table[idx] * along.unsqueeze(-1).to(table.dtype)).sum(2).reshape(grad_out.shape)
+        return None, grad_table, grad_grad_out, None, None
 
 
 def hash_encode_ref(x: Tensor, table: Tensor, offsets: Tensor, resolutions: Tensor) -> Tensor:
-    """Pure-PyTorch twin of :func:`hash_encode` (same signature, same result)."""
+    """Pure-PyTorch twin of :func:`hash_encode` (same signature, same result and gradients)."""
     return _HashEncodeRef.apply(x, table, offsets, resolutions)
+
+
+def hash_encode_position_grad_ref(x: Tensor, table: Tensor, grad_out: Tensor, offsets: Tensor,
+                                  resolutions: Tensor) -> Tensor:
+    """Pure-PyTorch twin of :func:`hash_encode_position_grad` (same signature, same result)."""
+    return _HashEncodePositionGradRef.apply(x, table, grad_out, offsets, resolutions)
