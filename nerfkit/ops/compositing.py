@@ -56,7 +56,9 @@ def composite(sigmas: Tensor, rgbs: Tensor, t_starts: Tensor, t_ends: Tensor, ra
     Args:
         sigmas: (S,) densities >= 0 (1 / scene unit); rgbs: (S, 3) colours in [0, 1].
         t_starts, t_ends: (S,) sample intervals along the unit ray.
-        ray_indices: (S,) int64, sorted, the ray of each sample; n_rays: R.
+        ray_indices: (S,) int64, sorted (each ray's samples together, front to back), the ray of
+            each sample, in [0, R); n_rays: R. Checked on the CPU (ValueError); not on CUDA,
+            where a check would cost a host sync per call.
     Returns:
         :class:`Composited` (rgb (R, 3), depth (R,), alpha (R,), weights (S,)); gradients flow
         to ``sigmas`` and ``rgbs``. Rays without samples get zeros.
@@ -76,8 +78,26 @@ def composite(sigmas: Tensor, rgbs: Tensor, t_starts: Tensor, t_ends: Tensor, ra
     if use_native(sigmas, rgbs, t_starts):
         from nerfkit.ops._native import composite_native
         return composite_native(sigmas.contiguous(), rgbs.contiguous(), t_starts.contiguous(),
-                                t_ends.contiguous(), ray_indices.contiguous(), n_rays)
+                                t_ends.contiguous(), ray_indices.contiguous(), n_rays)   # the CPU kernel checks
+    if not ray_indices.is_cuda:
+        check_sorted_rays(ray_indices, n_rays)
     return composite_ref(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays)
 
 
-__all__ = ["Composited", "composite", "composite_ref", "exclusive_segment_sum", "median_depth", "render_weights"]
+def check_sorted_rays(ray_indices: Tensor, n_rays: int) -> None:
+    """ValueError unless ``ray_indices`` (S,) is sorted and within [0, n_rays) (what the twin and
+    the kernels assume: each ray's samples form one run)."""
+    if ray_indices.numel() == 0:
+        return
+    if int(ray_indices.min()) < 0 or int(ray_indices.max()) >= n_rays:
+        raise ValueError(f"composite expects ray_indices in [0, {n_rays}), got values from "
+                         f"{int(ray_indices.min())} to {int(ray_indices.max())}")
+    descents = torch.nonzero(ray_indices[1:] < ray_indices[:-1])
+    if descents.numel():
+        s = int(descents[0]) + 1
+        raise ValueError("composite expects ray_indices sorted (each ray's samples together, front to back), "
+                         f"got ray {int(ray_indices[s])} after ray {int(ray_indices[s - 1])} at sample {s}")
+
+
+__all__ = ["Composited", "check_sorted_rays", "composite", "composite_ref", "exclusive_segment_sum", "median_depth",
+           "render_weights"]

@@ -61,7 +61,7 @@ def hash_encode(x: Tensor, table: Tensor, offsets: Tensor, resolutions: Tensor) 
         torch.Size([5, 4])
     """
     _check_inputs(x, table, offsets, resolutions)
-    if use_native(x, table) and not x.requires_grad:      # the native kernels have no position gradient yet
+    if use_native(x, table):
         from nerfkit.ops._native import hash_encode_native
         return hash_encode_native(x.contiguous(), table.contiguous(), offsets, resolutions)
     return hash_encode_ref(x, table, offsets, resolutions)
@@ -89,13 +89,20 @@ def hash_encode_position_grad(x: Tensor, table: Tensor, grad_out: Tensor, offset
     if tuple(grad_out.shape) != expected:
         raise ValueError(f"hash_encode_position_grad expects grad_out of shape {expected}, got "
                          f"{tuple(grad_out.shape)}")
+    if use_native(x, table, grad_out):
+        from nerfkit.ops._native import hash_encode_position_grad_native
+        return hash_encode_position_grad_native(x, table, grad_out, offsets, resolutions)
     return hash_encode_position_grad_ref(x, table, grad_out, offsets, resolutions)
 
 
 def _check_inputs(x: Tensor, table: Tensor, offsets: Tensor, resolutions: Tensor) -> None:
     if x.ndim != 2 or x.shape[1] != 3:
         raise ValueError(f"hash_encode expects positions of shape (N, 3), got {tuple(x.shape)}")
-    if table.ndim != 2 or table.shape[0] != int(offsets[-1]):
+    if table.ndim != 2:
+        raise ValueError(f"hash_encode expects a (rows, F) table, got {tuple(table.shape)}")
+    # The row count is checked where it is free: CPU offsets (a CUDA offsets[-1] would sync the host
+    # on every query; the twin reads the layout anyway, the CUDA kernels index within offsets[-1]).
+    if not offsets.is_cuda and table.shape[0] != int(offsets[-1]):
         raise ValueError(f"hash_encode expects a table of {int(offsets[-1])} rows, got {tuple(table.shape)}")
     if resolutions.numel() + 1 != offsets.numel():
         raise ValueError("hash_encode expects len(offsets) == len(resolutions) + 1")

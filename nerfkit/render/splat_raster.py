@@ -1,4 +1,7 @@
-"""nerfkit's differentiable tile rasterizer for projected Gaussians, in plain PyTorch.
+"""nerfkit's differentiable tile rasterizer for projected Gaussians: :func:`rasterize` dispatches
+per call to the native CPU kernel (:mod:`nerfkit.render.splat_raster_native`, float32 CPU tensors,
+when the CPU extension built and ``NERFKIT_NATIVE`` allows it, as the ops) or to its twin in plain
+PyTorch, :func:`rasterize_ref`, described here.
 
 The image is cut into square tiles. Each Gaussian is listed in every tile its screen box touches and
 the lists are sorted by depth (one sort of ``tile * N + depth rank`` keys). Then all tiles are
@@ -24,6 +27,9 @@ from typing import Iterator
 
 import torch
 from torch import Tensor
+
+from nerfkit.ops._backend import use_native
+from nerfkit.render.splat_raster_native import native_covers, rasterize_native
 
 TRANSMITTANCE_EPS = 1e-4
 ALPHA_MAX = 0.999
@@ -255,15 +261,27 @@ def rasterize(means2d: Tensor, conics: Tensor, opacities: Tensor, features: Tens
         means2d: (N, 2) pixel centres; conics: (N, 3) inverse 2D covariance (a, b, c).
         opacities: (N,) in [0, 1]; features: (N, F) per-Gaussian values to composite (colour, depth).
         tiles: depth-sorted tile lists from :func:`bin_gaussians` for the same Gaussians.
-        width, height: image size; chunk: list entries per tile per round (memory vs. rounds).
+        width, height: image size; chunk: list entries per tile per round of the twin (memory vs.
+            rounds; the native kernel walks each list in one go).
     Returns:
         features (H, W, F) = sum_i w_i f_i and alpha (H, W) = 1 - T_final (no background added).
     """
     n = means2d.shape[0]
-    if means2d.shape != (n, 2) or conics.shape != (n, 3) or opacities.shape != (n,) or features.shape[0] != n:
+    if means2d.shape != (n, 2) or conics.shape != (n, 3) or opacities.shape != (n,) or features.ndim != 2 \
+            or features.shape[0] != n:
         raise ValueError(f"rasterize expects (N, 2), (N, 3), (N,), (N, F) inputs, got {tuple(means2d.shape)}, "
                          f"{tuple(conics.shape)}, {tuple(opacities.shape)}, {tuple(features.shape)}")
     if tiles.offsets.numel() != tiles.n_tiles + 1:
         raise ValueError("tile lists do not match their tiling")
+    if native_covers(means2d, conics, opacities, features, tiles.tile_size) \
+            and use_native(means2d, conics, opacities, features, tiles.gaussian_ids):
+        return rasterize_native(means2d, conics, opacities, features, tiles.gaussian_ids, tiles.offsets,
+                                tiles.tiles_x, tiles.tiles_y, tiles.tile_size, width, height)
+    return rasterize_ref(means2d, conics, opacities, features, tiles, width, height, chunk)
+
+
+def rasterize_ref(means2d: Tensor, conics: Tensor, opacities: Tensor, features: Tensor, tiles: TileLists,
+                  width: int, height: int, chunk: int = 32) -> tuple[Tensor, Tensor]:
+    """The PyTorch twin of :func:`rasterize` (same signature; the rounds described in this module)."""
     return _Rasterize.apply(means2d.contiguous(), conics.contiguous(), opacities.contiguous(),
                             features.contiguous(), tiles, width, height, chunk)
