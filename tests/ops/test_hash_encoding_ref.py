@@ -162,13 +162,26 @@ def test_gradcheck_float64_wrt_table(layout):
                                     eps=1e-6, atol=1e-7)
 
 
-def test_positions_get_no_gradient():
+def test_positions_get_the_gradient_of_a_linear_table_exactly():
+    """A dense table holding each vertex's own position encodes x as itself at every level, so the
+    gradient of level l's feature i with respect to x is the unit vector e_i (the positions' gradient
+    exists only for positions that ask for it; the table's as before)."""
     res, off = _layout("dense")
-    x = _points(3, seed=10).requires_grad_()
-    table = _table(off, 2, seed=11).requires_grad_()
-    hash_encode_ref(x, table, off, res).sum().backward()
-    assert x.grad is None
-    assert table.grad is not None and table.grad.abs().sum() > 0
+    table = torch.zeros(int(off[-1]), 3, dtype=torch.float64)
+    for level, r in enumerate(res.tolist()):
+        for x, y, z in itertools.product(range(r + 1), repeat=3):
+            table[int(off[level]) + x + y * (r + 1) + z * (r + 1) ** 2] = torch.tensor([x, y, z]) / r
+    table.requires_grad_()
+    points = _points(7, seed=10).double().requires_grad_()
+    out = hash_encode_ref(points, table, off, res).view(-1, len(res), 3)
+    for axis in range(3):
+        (grad,) = torch.autograd.grad(out[:, :, axis].sum(), points, retain_graph=True)
+        expected = torch.zeros_like(grad)
+        expected[:, axis] = len(res)                                  # one unit per level
+        torch.testing.assert_close(grad, expected)
+    fixed = _points(3, seed=11).double()
+    hash_encode_ref(fixed, table, off, res).sum().backward()
+    assert fixed.grad is None and table.grad is not None and table.grad.abs().sum() > 0
 
 
 def test_dense_levels_reproduce_a_linear_table_exactly():
