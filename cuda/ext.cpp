@@ -244,6 +244,49 @@ Tensor hash_encode_bwd(const Tensor& x, const Tensor& grad_out, const Tensor& of
     return grad_table;
 }
 
+Tensor hash_position_grad_fwd(const Tensor& x, const Tensor& table, const Tensor& grad_out, const Tensor& offsets,
+                              const Tensor& resolutions, int64_t stream) {
+    check_levels(x, offsets, resolutions);
+    check_tensor(table, "table", torch::kFloat32, x);
+    TORCH_CHECK(table.dim() == 2 && table.size(1) > 0, "table must be (rows, F), got ", table.sizes());
+    const int n_levels = static_cast<int>(resolutions.size(0));
+    const int n_features = static_cast<int>(table.size(1));
+    check_tensor(grad_out, "grad_out", torch::kFloat32, x);
+    check_shape(grad_out, "grad_out", {x.size(0), static_cast<int64_t>(n_levels) * n_features});
+    Tensor grad_x = torch::empty({x.size(0), 3}, x.options());
+    check_launch(nerfkit::launch_hash_position_grad_fwd(fptr(x), fptr(table), fptr(grad_out),
+                                                        offsets.data_ptr<int32_t>(), resolutions.data_ptr<int32_t>(),
+                                                        x.size(0), n_levels, n_features, fptr_mut(grad_x),
+                                                        as_stream(stream)),
+                 "hash_position_grad_fwd");
+    return grad_x;
+}
+
+// grad_table (rows, F) when need_table, grad_grad_out (N, L F) when need_grad_out (else None).
+std::tuple<std::optional<Tensor>, std::optional<Tensor>> hash_position_grad_bwd(
+        const Tensor& x, const Tensor& table, const Tensor& grad_out, const Tensor& grad_grad_x, const Tensor& offsets,
+        const Tensor& resolutions, bool need_table, bool need_grad_out, int64_t stream) {
+    check_levels(x, offsets, resolutions);
+    check_tensor(table, "table", torch::kFloat32, x);
+    TORCH_CHECK(table.dim() == 2 && table.size(1) > 0, "table must be (rows, F), got ", table.sizes());
+    const int n_levels = static_cast<int>(resolutions.size(0));
+    const int n_features = static_cast<int>(table.size(1));
+    check_tensor(grad_out, "grad_out", torch::kFloat32, x);
+    check_shape(grad_out, "grad_out", {x.size(0), static_cast<int64_t>(n_levels) * n_features});
+    check_tensor(grad_grad_x, "grad_grad_x", torch::kFloat32, x);
+    check_shape(grad_grad_x, "grad_grad_x", {x.size(0), 3});
+    std::optional<Tensor> grad_table, grad_grad_out;
+    if (need_table) grad_table = torch::zeros(table.sizes(), x.options());
+    if (need_grad_out) grad_grad_out = torch::empty(grad_out.sizes(), x.options());
+    check_launch(nerfkit::launch_hash_position_grad_bwd(
+                     fptr(x), fptr(table), fptr(grad_out), fptr(grad_grad_x), offsets.data_ptr<int32_t>(),
+                     resolutions.data_ptr<int32_t>(), x.size(0), n_levels, n_features,
+                     need_table ? fptr_mut(*grad_table) : nullptr, need_grad_out ? fptr_mut(*grad_grad_out) : nullptr,
+                     as_stream(stream)),
+                 "hash_position_grad_bwd");
+    return {grad_table, grad_grad_out};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -263,4 +306,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           arg("offsets"), arg("resolutions"), arg("stream"));
     m.def("hash_encode_bwd", &hash_encode_bwd, "multiresolution hash encoding, backward (table grad)", arg("x"),
           arg("grad_out"), arg("offsets"), arg("resolutions"), arg("n_rows"), arg("n_features"), arg("stream"));
+    m.def("hash_position_grad_fwd", &hash_position_grad_fwd, "hash encoding, gradient w.r.t. the positions", arg("x"),
+          arg("table"), arg("grad_out"), arg("offsets"), arg("resolutions"), arg("stream"));
+    m.def("hash_position_grad_bwd", &hash_position_grad_bwd, "backward of the position gradient", arg("x"),
+          arg("table"), arg("grad_out"), arg("grad_grad_x"), arg("offsets"), arg("resolutions"), arg("need_table"),
+          arg("need_grad_out"), arg("stream"));
 }

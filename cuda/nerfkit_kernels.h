@@ -80,4 +80,18 @@ cudaError_t launch_hash_encode_bwd(const float* x, const float* grad_out, const 
                                    const int32_t* resolutions, int64_t n_points, int n_levels,
                                    int n_features, float* grad_table, cudaStream_t stream);
 
+// Position gradient: grad_x (N, 3) = sum over levels and corners of d w_c / d x * (table[row_c] .
+// grad_out[n, level]).
+cudaError_t launch_hash_position_grad_fwd(const float* x, const float* table, const float* grad_out,
+                                          const int32_t* offsets, const int32_t* resolutions, int64_t n_points,
+                                          int n_levels, int n_features, float* grad_x, cudaStream_t stream);
+
+// Its backward from grad_grad_x (N, 3): grad_table (zero-filled by the caller) and grad_grad_out
+// (N, L * F); either may be nullptr when not needed.
+cudaError_t launch_hash_position_grad_bwd(const float* x, const float* table, const float* grad_out,
+                                          const float* grad_grad_x, const int32_t* offsets,
+                                          const int32_t* resolutions, int64_t n_points, int n_levels,
+                                          int n_features, float* grad_table, float* grad_grad_out,
+                                          cudaStream_t stream);
+
 }  // namespace nerfkit

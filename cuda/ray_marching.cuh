@@ -52,7 +52,7 @@ NK_HD GridView make_grid_view(const uint8_t* occ, int n_cascades, int res, const
 
 // Occupancy of point p, as grid_lookup: rel = (p - centre) / half (cascade 0 is [-1, 1]^3);
 // cascade = max(0, ceil(log2(max(|rel|_inf, 1e-12)))) (false when >= n_cascades);
-// cell = clamp(floor((rel / 2^cascade * 0.5 + 0.5) * G), 0, G - 1).
+// cell = clamp(floor((rel * 2^-cascade * 0.5 + 0.5) * G), 0, G - 1).
 NK_HD bool grid_occupied(const GridView& g, const float* p) {
     float rel[3];
     float extent = 0.0f;
@@ -64,11 +64,13 @@ NK_HD bool grid_occupied(const GridView& g, const float* p) {
     const float cascade_f = max_f(ceilf(log2f(extent)), 0.0f);
     if (!(cascade_f < static_cast<float>(g.n_cascades))) return false;
     const int cascade = static_cast<int>(cascade_f);
-    const float scale = exp2f(static_cast<float>(cascade));
+    // rel / 2^cascade as rel * 2^-cascade: the same exact quotient, so bit-identical to the twin's
+    // division (both round the one real number), and a multiplication instead of a division.
+    const float inv_scale = exp2f(-static_cast<float>(cascade));
     const float res_f = static_cast<float>(g.res);
     int64_t flat = cascade;
     for (int i = 0; i < 3; ++i) {
-        const float u = mul_rn(add_rn(mul_rn(div_rn(rel[i], scale), 0.5f), 0.5f), res_f);
+        const float u = mul_rn(add_rn(mul_rn(mul_rn(rel[i], inv_scale), 0.5f), 0.5f), res_f);
         const float cell = min_f(max_f(floorf(u), 0.0f), res_f - 1.0f);
         flat = flat * g.res + static_cast<int64_t>(cell);
     }

@@ -20,6 +20,13 @@ from nerfkit.ops import composite, composite_ref, render_weights
 from nerfkit.ops.compositing import exclusive_segment_sum
 
 
+@pytest.fixture(autouse=True)
+def _twins_only(monkeypatch):
+    """This file specifies the twins: the public functions must run them, not the native kernels
+    (tests/ops/test_cpu_kernels.py compares those with the twins)."""
+    monkeypatch.setenv("NERFKIT_FORCE_REF", "1")
+
+
 def _slab(a: float, length: float, cuts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Intervals that tile [a, a + length] at the sorted relative ``cuts`` in (0, 1)."""
     edges = torch.cat([torch.zeros(1, dtype=cuts.dtype), cuts.sort().values,

@@ -1,6 +1,8 @@
 """The CUDA sources compile on a CPU-only machine (nvcc for cuda/*.cu, g++ -fsyntax-only for
-cuda/ext.cpp against the installed torch headers), the build entry point fails clearly without a
-GPU, and importing nerfkit compiles nothing. Each compiler check skips when its compiler is absent.
+cuda/ext.cpp against the installed torch headers), the CUDA build entry point fails clearly without
+a GPU, the CPU sources need nothing beyond the shared headers, and importing nerfkit compiles
+nothing. Each nvcc check skips when nvcc is absent (the CPU kernels are built and run by
+test_cpu_kernels.py, never skipped).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 CUDA_DIR = REPO / "cuda"
 KERNELS = sorted(CUDA_DIR.glob("*.cu"))
+CPU_SOURCES = sorted(CUDA_DIR.glob("cpu_*.cpp"))
 ALLOWED_SYSTEM_INCLUDES = {"cuda_runtime.h", "cuda_fp16.h", "cstdint", "cmath"}
 
 
@@ -33,8 +36,24 @@ def _nvcc_compile(source: Path, out_dir: Path) -> tuple[Path, subprocess.Complet
 
 def test_every_kernel_source_is_listed_for_the_build():
     from nerfkit.ops import _native_build
-    assert {p.name for p in KERNELS} == {p.name for p in _native_build.sources() if p.suffix == ".cu"}
+    assert {p.name for p in KERNELS} == {p.name for p in _native_build.cuda_sources() if p.suffix == ".cu"}
+    assert {p.name for p in CPU_SOURCES} == {p.name for p in _native_build.cpu_sources()}
     assert _native_build._source_dir().resolve() == CUDA_DIR.resolve()   # also via a nerfkit/cuda_src link
+
+
+def test_cpu_sources_share_the_kernel_maths_and_need_only_standard_headers():
+    """cpu_*.cpp include the .cuh files of the CUDA kernels (one source of the maths), the C++ standard
+    library and OpenMP; only the binding includes torch."""
+    shared = set()
+    for source in CPU_SOURCES:
+        text = source.read_text()
+        for name in re.findall(r'#include\s+<([^>]+)>', text):
+            allowed = name == "torch/extension.h" if source.name == "cpu_ext.cpp" else False
+            assert allowed or name == "omp.h" or "/" not in name and "." not in name, f"{source.name} includes <{name}>"
+        local = re.findall(r'#include\s+"([^"]+)"', text)
+        assert all((CUDA_DIR / name).is_file() for name in local), source.name
+        shared |= {name for name in local if name.endswith(".cuh")}
+    assert {"ray_marching.cuh", "compositing.cuh", "hash_encoding.cuh"} <= shared
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
@@ -95,18 +114,20 @@ def test_kernel_sources_include_only_cuda_and_own_headers():
 def test_build_raises_a_clear_error_without_a_gpu():
     from nerfkit.ops import _native_build
     with pytest.raises(RuntimeError, match="CUDA device"):
-        _native_build.build()
+        _native_build.build_cuda()
+    with pytest.raises(RuntimeError, match="CUDA device"):
+        _native_build.build("cuda")
 
 
 def test_importing_nerfkit_compiles_nothing():
-    code = ("import sys, nerfkit, nerfkit.ops; "
-            "bad = [m for m in ('nerfkit.ops._native_build', 'nerfkit.ops._native', 'nerfkit_cuda') "
-            "if m in sys.modules]; print(bad); assert not bad")
+    code = ("import sys, nerfkit, nerfkit.ops, nerfkit.render.splat_raster; "
+            "bad = [m for m in sys.modules if m in ('nerfkit.ops._native_build', 'nerfkit.ops._native', "
+            "'nerfkit_cuda') or m.startswith('nerfkit_cpu')]; print(bad); assert not bad")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_cpu_tensors_never_take_the_native_path(monkeypatch):
-    from nerfkit.ops._backend import use_native
+def test_cpu_tensors_never_take_the_cuda_kernels(monkeypatch):
+    from nerfkit.ops._backend import backend_of
     monkeypatch.setenv("NERFKIT_NATIVE", "1")
-    assert not use_native(torch.zeros(3))
+    assert backend_of(torch.zeros(3)) == "cpu"

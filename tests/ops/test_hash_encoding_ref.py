@@ -20,6 +20,13 @@ import torch
 from nerfkit.ops import hash_encode, hash_encode_ref, level_layout
 from nerfkit.ops import reference as hash_encoding_module
 
+
+@pytest.fixture(autouse=True)
+def _twins_only(monkeypatch):
+    """This file specifies the twins: the public functions must run them, not the native kernels
+    (tests/ops/test_cpu_kernels.py compares those with the twins)."""
+    monkeypatch.setenv("NERFKIT_FORCE_REF", "1")
+
 PRIMES = (1, 2654435761, 805459861)
 
 # (n_levels, log2_table_size, base_resolution, max_resolution)

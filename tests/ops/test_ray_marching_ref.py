@@ -16,6 +16,14 @@ import torch
 
 from nerfkit.ops import grid_lookup, march_rays, march_rays_ref, ray_aabb_intersect, ray_aabb_intersect_ref
 
+
+@pytest.fixture(autouse=True)
+def _twins_only(monkeypatch):
+    """This file specifies the twins: the public functions must run them, not the native kernels
+    (tests/ops/test_cpu_kernels.py compares those with the twins)."""
+    monkeypatch.setenv("NERFKIT_FORCE_REF", "1")
+
+
 BOX = torch.tensor([[-1.0, -0.5, 0.0], [1.0, 1.5, 3.0]])
 INF = math.inf
 
