@@ -19,9 +19,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     splat = _kind(kinds, "splat", "a splat run's Gaussians as a 3DGS .ply (world coordinates)", ".ply file",
                   "splat.ply")
     splat.set_defaults(handler=run_splat)
-    mesh = _kind(kinds, "mesh", "any run's surface as a coloured .ply/.obj mesh (TSDF of rendered depth, world "
-                 "coordinates)", ".ply or .obj file", "mesh.ply")
-    mesh.add_argument("--resolution", type=int, default=256, help="TSDF voxels along the box's longest side")
+    mesh = _kind(kinds, "mesh", "any run's surface as a coloured .ply/.obj mesh (marching cubes on the SDF for "
+                 "neus, TSDF of rendered depth otherwise; world coordinates)", ".ply or .obj file", "mesh.ply")
+    mesh.add_argument("--resolution", type=int, default=256,
+                      help="TSDF voxels (SDF samples) along the box's longest side")
     mesh.add_argument("--views", default="train", help="train | all: the cameras fused (default train)")
     mesh.add_argument("--min-component", type=float, default=0.05,
                       help="drop pieces with fewer than this fraction of the faces (default 0.05)")
@@ -37,6 +38,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     mesh.add_argument("--fill-holes", action=argparse.BooleanOptionalAction, default=None,
                       help="cap the holes where no view saw the surface, for a closed mesh (default: on "
                            "for bounded scenes, off for unbounded ones)")
+    mesh.add_argument("--visible-only", action=argparse.BooleanOptionalAction, default=True,
+                      help="SDF meshes: keep only the faces a training view sees (default: on)")
     mesh.set_defaults(handler=run_mesh)
     cloud = _kind(kinds, "pointcloud", "points on the rendered depth of the training views as a coloured .ply "
                   "(world coordinates)", ".ply file", "pointcloud.ply")
@@ -95,7 +98,8 @@ def run_mesh(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     options = MeshOptions(resolution=args.resolution, views=args.views, max_views=args.max_views,
                           min_component=args.min_component, crop=args.crop, faces=args.faces,
-                          texture=args.texture, texture_size=args.texture_size, fill_holes=args.fill_holes)
+                          texture=args.texture, texture_size=args.texture_size, fill_holes=args.fill_holes,
+                          visible_only=args.visible_only)
     folder, path = _output(args, "mesh.obj" if options.texture else "mesh.ply", MESH_SUFFIXES,
                            "export mesh writes")
     if options.texture and path.suffix.lower() != ".obj":
