@@ -21,6 +21,8 @@ TRAIN_FLAGS = {  # flag -> (TrainConfig setting, type, help)
     "--seed": ("seed", int, "random seed"),
     "--threads": ("threads", int, "CPU threads for torch (0 = all cores)"),
     "--device": ("device", str, "auto (CUDA when available) | cpu | cuda"),
+    "--logger": ("logger", str, "training logs in RUN/logs/: tensorboard | jsonl | none (default: "
+                 "tensorboard when installed, else jsonl)"),
 }
 
 
