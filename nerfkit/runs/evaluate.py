@@ -151,7 +151,8 @@ def check_scales_fit(scales: list[int], scene: Scene, split: str) -> None:
                                f"at most {smallest // SSIM_WINDOW}")
 
 
-def evaluate_scales(method: Method, scene: Scene, split: str, background: str, scales: list[int]) -> dict:
+def evaluate_scales(method: Method, scene: Scene, split: str, background: str, scales: list[int],
+                    lpips: LpipsMetric | None = None) -> dict:
     """:func:`evaluate_split` at every scale (Mip-NeRF's multiscale protocol).
 
     Returns:
@@ -159,7 +160,7 @@ def evaluate_scales(method: Method, scene: Scene, split: str, background: str, s
         "ssim": {"f": ssim}}`` with the scales as strings (JSON keys).
     """
     check_scales_fit(scales, scene, split)
-    results = {str(f): evaluate_split(method, scene, split, background, scale=f) for f in scales}
+    results = {str(f): evaluate_split(method, scene, split, background, scale=f, lpips=lpips) for f in scales}
     return {"split": split, "background": background, "scales": results,
             "psnr": {f: r["psnr"] for f, r in results.items()},
             "ssim": {f: r["ssim"] for f, r in results.items()}}
