@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from nerfkit.cli.common import add_run_argument
+from nerfkit.cli.common import add_run_argument, check_choice
 
 MESH_SUFFIXES = (".ply", ".obj")
 
@@ -16,8 +16,19 @@ MESH_SUFFIXES = (".ply", ".obj")
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("export", help="write a run's result to a file other tools open")
     kinds = parser.add_subparsers(required=True)       # each kind sets its own handler
-    splat = _kind(kinds, "splat", "a splat run's Gaussians as a 3DGS .ply (world coordinates)", ".ply file",
-                  "splat.ply")
+    splat = _kind(kinds, "splat", "a splat run's Gaussians as a 3DGS .ply (standard or SuperSplat's compressed), "
+                  ".splat or .spz (world coordinates)", ".ply, .splat or .spz file",
+                  "splat.ply; splat.compressed.ply with --format compressed")
+    splat.add_argument("--format", default=None, help="standard | compressed: the .ply layout (default "
+                       "standard; compressed = SuperSplat's chunked, quantised .ply)")
+    splat.add_argument("--min-opacity", type=float, default=0.0,
+                       help="drop Gaussians less opaque than this, 0..1 (floaters; default 0: keep all)")
+    splat.add_argument("--crop", type=float, nargs=6, default=None,
+                       metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"),
+                       help="keep only the Gaussians whose centre is in this box, in the scene's original "
+                            "world coordinates")
+    splat.add_argument("--sh-degree", type=int, default=None,
+                       help="keep SH bands up to this degree (0: base colour only; default: all the run has)")
     splat.set_defaults(handler=run_splat)
     mesh = _kind(kinds, "mesh", "any run's surface as a coloured .ply/.obj mesh (TSDF of rendered depth, world "
                  "coordinates)", ".ply or .obj file", "mesh.ply")
@@ -70,19 +81,35 @@ def run_splat(args: argparse.Namespace) -> int:
     from nerfkit.core.errors import NerfkitError
     from nerfkit.export.gaussians import export_splat
     from nerfkit.export.outputs import make_parent
+    from nerfkit.export.splat_files import PLY_FORMATS, SPLAT_SUFFIXES
     from nerfkit.runs.session import open_run, read_run_config
 
-    folder, path = _output(args, "splat.ply", (".ply",), "export splat writes 3DGS Gaussian")
+    ply_format = args.format or "standard"
+    check_choice("--format", ply_format, PLY_FORMATS)
+    default = "splat.compressed.ply" if ply_format == "compressed" else "splat.ply"
+    folder, path = _output(args, default, SPLAT_SUFFIXES, "export splat writes Gaussian")
+    if args.format is not None and path.suffix.lower() != ".ply":
+        raise NerfkitError(f"--format {args.format} chooses a .ply layout; '{path}' is a {path.suffix} file, "
+                           f"which has one layout of its own: drop --format or write a .ply")
+    if path.suffix.lower() == ".splat" and args.sh_degree not in (None, 0):
+        raise NerfkitError(f"--sh-degree {args.sh_degree}: a .splat file holds base colours only; expected "
+                           f"--sh-degree 0 or a .ply / .spz output")
     trained_with = read_run_config(folder).train.method          # cheap: refuse before loading
     if trained_with != "splat":
         raise NerfkitError(f"run '{folder.path}' was trained with {trained_with}, which has no Gaussians; "
                            f"export splat needs a run of --method splat")
     _, scene, method, step = open_run(folder)
-    result = export_splat(method, scene)
+    exported = export_splat(method, scene)
+    result = exported.cleaned(args.min_opacity, args.crop, args.sh_degree)
+    if path.suffix.lower() == ".splat":
+        result = result.cleaned(sh_degree=0)
     make_parent(path)
-    result.write(path)
-    print(f"wrote {result.count} Gaussians (SH degree {result.sh_degree}, step {step}) "
-          f"in world coordinates to {path}")
+    result.write(path, ply_format)
+    dropped = exported.count - result.count
+    kind = {".splat": ".splat", ".spz": "spz"}.get(path.suffix.lower(), f"{ply_format} .ply")
+    print(f"wrote {result.count} Gaussians ({kind}, SH degree {result.sh_degree}, step {step}"
+          f"{f', {dropped} dropped by --min-opacity/--crop' if dropped else ''}) in world coordinates to "
+          f"{path} ({path.stat().st_size / 2**20:.2f} MiB)")
     return 0
 
 

@@ -40,6 +40,7 @@ import torch
 from nerfkit.core.errors import NerfkitError
 from nerfkit.image.visualize import save_image
 from nerfkit.runs.folder import RunFolder
+from nerfkit.runs.plot import HistoryPoint, plot_training
 
 LoggerName = Literal["auto", "tensorboard", "jsonl", "none"]
 LOGGER_NAMES = ("auto", "tensorboard", "jsonl", "none")
@@ -146,17 +147,6 @@ def _resident_megabytes() -> float:
 
 
 @dataclass
-class HistoryPoint:
-    """One logged step for the plot: training seconds, loss and PSNR (NaN when not logged)."""
-
-    step: int
-    seconds: float
-    loss: float = float("nan")
-    psnr: float = float("nan")
-    eval_psnr: float = float("nan")
-
-
-@dataclass
 class TrainingLogger:
     """The one logging object of a trainer (see the module docstring).
 
@@ -211,8 +201,6 @@ class TrainingLogger:
             self.backend.close()
             self.backend = None
         if plot and self.plot_file is not None and self.history:
-            from nerfkit.runs.plot import plot_training
-
             plot_training(self.history, self.plot_file)
             return self.plot_file
         return None

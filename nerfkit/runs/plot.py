@@ -4,13 +4,22 @@ state)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from nerfkit.core.files import atomic_path
 
-if TYPE_CHECKING:
-    from nerfkit.runs.loggers import HistoryPoint
+
+@dataclass
+class HistoryPoint:
+    """One logged step: training seconds, loss (MSE) and PSNR (dB; NaN when not logged)."""
+
+    step: int
+    seconds: float
+    loss: float = float("nan")
+    psnr: float = float("nan")
+    eval_psnr: float = float("nan")
 
 
 def plot_training(history: Sequence[HistoryPoint], path: Path, title: str = "") -> Path:
