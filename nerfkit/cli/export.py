@@ -45,6 +45,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     mesh.add_argument("--texture", action="store_true",
                       help="write an .obj with a UV atlas (xatlas), a baked texture .png and an .mtl")
     mesh.add_argument("--texture-size", type=int, default=2048, help="texture width and height (default 2048)")
+    mesh.add_argument("--scene", default=None,
+                      help="when RUN is a Gaussian splat file (.ply .splat .spz from any tool): the scene folder "
+                           "whose cameras render it (the file is in that scene's world coordinates)")
+    mesh.add_argument("--downscale", type=float, default=1.0, help="with --scene: divide its image sizes by this")
     mesh.add_argument("--fill-holes", action=argparse.BooleanOptionalAction, default=None,
                       help="cap the holes where no view saw the surface, for a closed mesh (default: on "
                            "for bounded scenes, off for unbounded ones)")
@@ -123,22 +127,64 @@ def run_mesh(args: argparse.Namespace) -> int:
     options = MeshOptions(resolution=args.resolution, views=args.views, max_views=args.max_views,
                           min_component=args.min_component, crop=args.crop, faces=args.faces,
                           texture=args.texture, texture_size=args.texture_size, fill_holes=args.fill_holes)
-    folder, path = _output(args, "mesh.obj" if options.texture else "mesh.ply", MESH_SUFFIXES,
-                           "export mesh writes")
+    from_file = _is_splat_file(Path(args.run))
+    if from_file:
+        path = _splat_mesh_output(args, options)
+    else:
+        if args.scene is not None:
+            raise NerfkitError("--scene is for a splat file; a run folder knows its scene")
+        folder, path = _output(args, "mesh.obj" if options.texture else "mesh.ply", MESH_SUFFIXES,
+                               "export mesh writes")
     if options.texture and path.suffix.lower() != ".obj":
         raise NerfkitError(f"--texture writes a UV atlas and a .png that only an .obj keeps: expected "
                            f"an .obj output, got '{path}'")
-    _, scene, method, step = open_run(folder)
+    if from_file:
+        scene, method, step = _splat_file_in_scene(args)
+    else:
+        _, scene, method, step = open_run(folder)
     mesh = export_mesh(method, scene, options, progress=sys.stderr.isatty())
     clock = time.perf_counter()
     make_parent(path)
     paths = mesh.write(path)
     mesh.timings["write"] = time.perf_counter() - clock
     stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in mesh.timings.items())
+    source = f"step {step}" if step is not None else f"{method.n_gaussians:,} Gaussians"
     print(f"wrote {', '.join(str(p) for p in paths)}: {len(mesh.vertices)} vertices, {len(mesh.faces)} "
-          f"faces (step {step}, {mesh.views} views) in world coordinates in "
+          f"faces ({source}, {mesh.views} views) in world coordinates in "
           f"{time.perf_counter() - start:.1f} s ({stages})")
     return 0
+
+
+def _is_splat_file(path: Path) -> bool:
+    from nerfkit.export.splat_files import SPLAT_SUFFIXES
+
+    return path.suffix.lower() in SPLAT_SUFFIXES and not path.is_dir()
+
+
+def _splat_mesh_output(args: argparse.Namespace, options) -> Path:
+    """The output of ``export mesh FILE --scene SCENE`` (default: ``FILE-mesh.ply`` beside the file)."""
+    from nerfkit.core.errors import NerfkitError
+    from nerfkit.export.outputs import check_output
+
+    source = Path(args.run)
+    if args.scene is None:
+        raise NerfkitError(f"'{source}' is a splat file: give --scene SCENE, the scene folder whose cameras "
+                           f"render it (the file is in that scene's world coordinates)")
+    default = source.with_name(f"{source.stem}-mesh{'.obj' if options.texture else '.ply'}")
+    path = Path(args.output) if args.output is not None else default
+    check_output(path, MESH_SUFFIXES, "export mesh writes")
+    return path
+
+
+def _splat_file_in_scene(args: argparse.Namespace):
+    """(scene, the file's Gaussians placed in it, None: no training step)."""
+    from nerfkit.data.load import load_scene
+    from nerfkit.export.splat_scene import load_splat_scene
+    from nerfkit.runs.config import resolve_device
+
+    scene = load_scene(Path(args.scene), args.downscale)
+    method, _, _ = load_splat_scene(Path(args.run), scene, resolve_device("auto"))
+    return scene, method, None
 
 
 def run_pointcloud(args: argparse.Namespace) -> int:
