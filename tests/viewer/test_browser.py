@@ -194,3 +194,31 @@ def test_browser_watches_training_and_pauses_it(tiny_demo, tmp_path):
         code = _stop(process)
     assert code == 130, f"Ctrl-C during training should exit 130 (checkpoint saved), got {code}"
     assert list((tmp_path / "out").glob("*/ngp/*/checkpoints/step-*.pt")), "no checkpoint after Ctrl-C"
+
+
+@pytest.mark.timeout(300)
+def test_browser_needs_the_token_when_one_is_required(viewer_run, tmp_path):
+    """`--token` (what a non-loopback --host turns on by itself): without it the browser gets only a
+    403 page, no viewer, no controls; with the printed URL the scene shows, and afterwards the
+    cookie alone lets the same browser in."""
+    process, url = _start(["view", str(viewer_run), "--port", "0", "--token", "browser-secret"])
+    assert url.endswith("/?token=browser-secret"), url
+    bare = url.split("?")[0]
+    try:
+        with _page(bare, tmp_path) as page:
+            for attempt in (bare, bare + "?token=wrong"):
+                page.goto(attempt)
+                assert "access token" in page.inner_text("body"), attempt
+                assert page.locator("canvas").count() == 0
+                assert page.get_by_role("button").count() == 0 and "step" not in page.inner_text("body")
+            page.goto(url)
+            cameras = page.get_by_label("Training cameras")
+            cameras.wait_for(timeout=WAIT_SECONDS * 1000)
+            cameras.uncheck()
+            _wait_for(page, lambda p: _scene_fraction(p) > 0.10, "the rendered scene with the token")
+            page.get_by_text("finished run").wait_for(timeout=WAIT_SECONDS * 1000)
+            page.goto(bare)                                  # the cookie from the first visit
+            page.get_by_text("finished run").wait_for(timeout=WAIT_SECONDS * 1000)
+    finally:
+        code = _stop(process)
+    assert code == 0, f"nerfkit view exited with {code} after Ctrl-C"
