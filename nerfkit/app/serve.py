@@ -54,9 +54,11 @@ def check_address(host: str, port: int) -> None:
 
 
 def start_viewer(method: Method, scene: Scene, run: RunFolder | Path, host: str, port: int, stats: StatsSource,
-                 control: TrainingControl | None = None, token: str | None = None) -> ViewerServer:
+                 control: TrainingControl | None = None, token: str | None = None,
+                 resolution: int | None = None) -> ViewerServer:
     """Serve a viewer of ``method`` on ``scene`` (``control``: a training run's pause switch, None
-    for a finished run; ``token``: required from every browser, None: open); camera paths saved
+    for a finished run; ``token``: required from every browser, None: open; ``resolution``: the
+    longer side of a refined frame, default 1024 px on CUDA, 256 on the CPU); camera paths saved
     from it go to ``run``'s ``camera_paths/``."""
     from nerfkit.app.viewer_adapter import scene_up, training_views
     from nerfkit.methods.base import method_device
@@ -75,14 +77,14 @@ def start_viewer(method: Method, scene: Scene, run: RunFolder | Path, host: str,
         folder=RunFolder(run).camera_paths_dir, size=(width, height),
         render_video=_video_renderer(method, scene))
     options = ViewerOptions(
-        host=host, port=port, resolution=1024 if device.type == "cuda" else 256, training_views=views,
+        host=host, port=port, resolution=resolution or (1024 if device.type == "cuda" else 256), training_views=views,
         initial_view=(first.c2w[0].double().numpy(), fov_y), look_at=aabb.mean(0), up=scene_up(scene),
         crop_box=aabb, control=control, keyframes=keyframes, token=token)
     return _serve(method, stats, options)
 
 
 def start_splat_viewer(method: Method, frame: SplatFrame, folder: Path, host: str, port: int,
-                       stats: StatsSource, token: str | None = None) -> ViewerServer:
+                       stats: StatsSource, token: str | None = None, resolution: int | None = None) -> ViewerServer:
     """Serve Gaussians read from a file without a scene, in the fitted ``frame``
     (:func:`nerfkit.export.splat_scene.fitted_frame`); camera paths go to ``folder/camera_paths/``."""
     from nerfkit.methods.base import method_device
@@ -95,7 +97,7 @@ def start_splat_viewer(method: Method, frame: SplatFrame, folder: Path, host: st
                                 render_video=_video_renderer(method, frame))
     aabb = frame.aabb.double().numpy()
     options = ViewerOptions(
-        host=host, port=port, resolution=1024 if method_device(method).type == "cuda" else 256,
+        host=host, port=port, resolution=resolution or (1024 if method_device(method).type == "cuda" else 256),
         initial_view=(frame.camera_to_world.double().numpy(), frame.fov_y), look_at=aabb.mean(0),
         up=frame.up.double().numpy(), crop_box=aabb, keyframes=keyframes, token=token)
     return _serve(method, stats, options)

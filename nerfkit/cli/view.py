@@ -21,6 +21,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="for a splat file: the scene folder it was trained on (its cameras are shown, "
                              "the file is in that scene's world coordinates)")
     parser.add_argument("--downscale", type=float, default=1.0, help="with --scene: divide its image sizes by this")
+    parser.add_argument("--resolution", type=int, default=None,
+                        help="longer side of a fully refined frame in pixels (default 1024 on a GPU, 256 on "
+                             "the CPU; the panel's slider changes it too)")
     add_viewer_address(parser)
     parser.set_defaults(handler=run)
 
@@ -39,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_address(args.host, args.port)
     token = viewer_token(args)
+    if args.resolution is not None and not 32 <= args.resolution <= 2048:
+        raise NerfkitError(f"--resolution must be 32 to 2048 pixels, got {args.resolution}")
     target = Path(args.run)
     if is_splat_file(target):
         return _view_file(args, target, token)
@@ -46,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         raise NerfkitError("--scene is for a splat file; a run folder knows its scene")
     folder = RunFolder.find(target)
     _, scene, method, step = open_run(folder)
-    server = start_viewer(method, scene, folder, args.host, args.port, TrainStats(step=step), token=token)
+    server = start_viewer(method, scene, folder, args.host, args.port, TrainStats(step=step), token=token,
+                          resolution=args.resolution)
     print(f"viewing {folder.path} (step {step}) at {server.url}  (Ctrl-C to stop)", flush=True)
     serve_until_interrupted(server)
     return 0
@@ -66,9 +72,11 @@ def _view_file(args: argparse.Namespace, path: Path, token: str | None) -> int:
                             extra={"gaussians": method.n_gaussians})
     folder = path.resolve().parent
     if scene is not None:
-        server = start_viewer(method, scene, folder, args.host, args.port, stats, token=token)
+        server = start_viewer(method, scene, folder, args.host, args.port, stats, token=token,
+                              resolution=args.resolution)
     else:
-        server = start_splat_viewer(method, frame, folder, args.host, args.port, stats, token=token)
+        server = start_splat_viewer(method, frame, folder, args.host, args.port, stats, token=token,
+                                    resolution=args.resolution)
     where = f" with the cameras of {scene.root}" if scene is not None else ""
     print(f"viewing {path} ({method.n_gaussians:,} Gaussians, SH degree {method.sh_degree_in_use}){where} at "
           f"{server.url}  (Ctrl-C to stop)", flush=True)

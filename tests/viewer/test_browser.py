@@ -3,7 +3,9 @@ chromium driven by playwright (never downloading a browser).
 
 The page must show the rendered scene (not a blank or background-only canvas), the live stats,
 and a new picture after the camera is dragged. With NERFKIT_SAVE_SCREENSHOT=1 the screenshot is
-written to docs/viewer.png (the README shows it).
+written to docs/viewer.png (the README shows it); NERFKIT_SCREENSHOT_RUN=RUN takes it of that run
+(e.g. a properly trained object-a splat) instead of the tiny test run, at
+NERFKIT_SCREENSHOT_RESOLUTION pixels (the viewer's --resolution).
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ def _save_screenshot(page, cameras) -> None:
     for close in page.locator(".mantine-Notification-root button").all():
         close.click()
     cameras.check()
-    page.wait_for_timeout(6000)                    # the still camera refines to full resolution
+    # the still camera refines to full resolution (a large one of a real run takes longer on a CPU)
+    page.wait_for_timeout(30000 if os.environ.get("NERFKIT_SCREENSHOT_RESOLUTION") else 6000)
     DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(DOCS_SCREENSHOT))
     cameras.uncheck()
@@ -132,7 +135,9 @@ def _wait_for(page, condition, what: str) -> np.ndarray:
 
 @pytest.mark.timeout(300)
 def test_browser_shows_the_scene_and_follows_the_camera(viewer_run, tmp_path):
-    process, url = _start(["view", str(viewer_run), "--port", "0"])
+    run = os.environ.get("NERFKIT_SCREENSHOT_RUN") or str(viewer_run)
+    resolution = os.environ.get("NERFKIT_SCREENSHOT_RESOLUTION")
+    process, url = _start(["view", run, "--port", "0", *(["--resolution", resolution] if resolution else [])])
     try:
         with _page(url, tmp_path) as page:
             page.wait_for_selector("canvas", timeout=WAIT_SECONDS * 1000)
