@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from nerfkit.cli.common import add_viewer_address
+from nerfkit.cli.common import add_viewer_address, viewer_token
 
 TRAIN_FLAGS = {  # flag -> (TrainConfig setting, type, help)
     "--max-steps": ("max_steps", int, "stop after this many steps"),
@@ -21,6 +21,8 @@ TRAIN_FLAGS = {  # flag -> (TrainConfig setting, type, help)
     "--seed": ("seed", int, "random seed"),
     "--threads": ("threads", int, "CPU threads for torch (0 = all cores)"),
     "--device": ("device", str, "auto (CUDA when available) | cpu | cuda"),
+    "--logger": ("logger", str, "training logs in RUN/logs/: tensorboard | jsonl | none (default: "
+                 "tensorboard when installed, else jsonl)"),
 }
 
 
@@ -66,8 +68,10 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     log = tqdm.write                                 # prints above a running progress bar
+    token = None
     if args.viewer:
         check_address(args.host, args.port)
+        token = viewer_token(args)
     if args.resume is not None:
         if args.resume:
             target = Path(args.resume)
@@ -82,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         trainer = start_run(merge_settings(args.config, _flag_values(args), args.set), log)
     try:
-        with training_viewer(trainer, args.viewer, args.host, args.port) as server:
+        with training_viewer(trainer, args.viewer, args.host, args.port, token) as server:
             if server is not None:
                 print(f"viewer: {server.url} (training goes on whether or not a browser is open)", flush=True)
             metrics = trainer.train(progress_bar=not args.no_progress)

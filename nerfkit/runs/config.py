@@ -44,6 +44,9 @@ class TrainConfig(Settings):
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         on_nan: a NaN/inf loss or parameter ``stop``s the run or ``rollback``s to the last good
             checkpoint and goes on.
+        logger: training logs in the run folder (:mod:`nerfkit.runs.loggers`): ``auto``
+            (tensorboard when installed, else jsonl), ``tensorboard``, ``jsonl`` or ``none``.
+        log_every: steps between logged training scalars.
     """
 
     scene: str = ""
@@ -62,6 +65,8 @@ class TrainConfig(Settings):
     threads: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     on_nan: Literal["stop", "rollback"] = "stop"
+    logger: Literal["auto", "tensorboard", "jsonl", "none"] = "auto"
+    log_every: int = 10
 
     def validate(self) -> None:
         method_spec(self.method)
@@ -71,6 +76,7 @@ class TrainConfig(Settings):
             (self.checkpoint_every >= 1, f"--checkpoint-every must be at least 1, got {self.checkpoint_every}"),
             (self.eval_every >= 0, f"--eval-every must be >= 0, got {self.eval_every}"),
             (self.threads >= 0, f"--threads must be >= 0, got {self.threads}"),
+            (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -43,6 +43,7 @@ from nerfkit.runs.guard import (
     is_out_of_memory,
     out_of_memory_message,
 )
+from nerfkit.runs.loggers import TrainingLogger, open_training_logger
 
 
 @dataclass
@@ -89,6 +90,8 @@ class Trainer:
         self.after_step: Callable[[], None] | None = None   # e.g. the live viewer's turn to draw
         self.on_nan = config.train.on_nan
         self.rollbacks: dict[Path, int] = {}                 # checkpoint -> times rolled back to it
+        # Logs and training.png (opened by train(); set one beforehand to log elsewhere or not at all).
+        self.logger: TrainingLogger | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -177,6 +180,8 @@ class Trainer:
         if self.on_nan == "rollback" and latest_checkpoint(self.run_dir) is None:
             self.save()                                     # something to roll back to
         last_save_time, last_save_step = self.stats.train_seconds, self.stats.step
+        if self.logger is None:
+            self.logger = open_training_logger(train.logger, self.run, train.log_every, self.device, self.log)
         try:
             while not self.done():
                 try:
@@ -188,6 +193,7 @@ class Trainer:
                 if self.stats.step % 10 == 0 or self.done():
                     bar.n = min(bar.total, int(self.stats.train_seconds) if by_time else self.stats.step)
                     bar.set_description_str(self._postfix())
+                self.logger.step(self.stats, self.optimizer.param_groups, last=self.done())
                 if train.eval_every > 0 and self.stats.step % train.eval_every == 0:
                     self._quick_eval()
                 if (self.stats.step - last_save_step >= train.checkpoint_every
@@ -198,13 +204,16 @@ class Trainer:
                     self.after_step()
         except KeyboardInterrupt:
             bar.close()
+            self.logger.close()
             path = self.save()
             self.log(f"interrupted at step {self.stats.step}; saved {path} (continue with --resume)")
             raise
         except NerfkitError:
             bar.close()
+            self.logger.close(plot=False)
             raise
         except RuntimeError as error:                       # torch.OutOfMemoryError included
+            self.logger.close(plot=False)
             if not is_out_of_memory(error):
                 raise
             bar.close()
@@ -212,7 +221,10 @@ class Trainer:
                                                      self.stats.step + 1)) from None
         bar.close()
         self.save()
-        return self.finish()
+        metrics = self.finish()
+        self.logger.test(self.stats.step, metrics)
+        self.logger.close()                                 # and training.png
+        return metrics
 
     def _on_non_finite(self, error: NonFinite) -> None:
         """Stop with one sentence (keeping the last good checkpoint), or roll back to it."""
@@ -237,7 +249,12 @@ class Trainer:
                 f"{extra} eta {eta_text}")
 
     def _quick_eval(self) -> None:
-        result = evaluate_split(self.method, self.scene, "val", self.config.train.eval_background, limit=1)
+        images: dict = {}
+        result = evaluate_split(self.method, self.scene, "val", self.config.train.eval_background, limit=1,
+                                on_render=lambda name, pictures: images.update(
+                                    {f"eval/{kind}": picture for kind, picture in pictures.items()}))
+        if self.logger is not None:
+            self.logger.eval(self.stats.step, self.stats.train_seconds, result["psnr"], result["ssim"], images)
         self.stats.eval_psnr = result["psnr"]
         self.stats.history.append({"step": self.stats.step, "train_seconds": self.stats.train_seconds,
                                    "eval_psnr": result["psnr"]})
@@ -245,13 +262,17 @@ class Trainer:
 
     def finish(self) -> dict[str, Any]:
         """Full test-split evaluation, renders and ``metrics.json``."""
+        from nerfkit.image.lpips import load_lpips
+
         result = evaluate_split(self.method, self.scene, "test", self.config.train.eval_background,
-                                out_dir=self.run.renders("test"))
+                                out_dir=self.run.renders("test"), lpips=load_lpips("alex", device=self.device))
         metrics = {
             "scene": self.scene.name, "method": self.method.name, "steps": self.stats.step,
             "train_seconds": round(self.stats.train_seconds, 2),
             "rays_per_second": round(self.stats.rays_seen / max(self.stats.train_seconds, 1e-9), 1),
-            "psnr": result["psnr"], "ssim": result["ssim"], "test_images": len(result["images"]),
+            "psnr": result["psnr"], "ssim": result["ssim"],
+            **{key: result[key] for key in ("lpips", "lpips_net", "lpips_note") if key in result},
+            "test_images": len(result["images"]),
             **self.stats.extra,
             "eval_background": result["background"], "per_image": result["images"],
             "history": self.stats.history,
