@@ -25,6 +25,7 @@ per step on one process average their gradients the same way.
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -230,9 +231,16 @@ class ProcessShare:
         try:
             call()
         except RuntimeError as error:                # DistBackendError, DistNetworkError, timeouts
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
             raise ProcessLost(f"another of the {self.world} processes of this run ended or did not "
-                              f"answer within {timedelta(seconds=round(self.timeout))} ({reason})") from None
+                              f"answer within {timedelta(seconds=round(self.timeout))} "
+                              f"({exchange_failure(error)})") from None
 
 
-__all__ = ["ProcessLost", "ProcessShare", "StepPart", "StoppedTogether"]
+def exchange_failure(error: BaseException) -> str:
+    """The gist of a torch.distributed error: its first sentence, without gloo's source location."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    text = re.sub(r"^\[[^\]]*\]\s*", "", text)
+    return text.split(". ")[0].rstrip(".")[:200]
+
+
+__all__ = ["ProcessLost", "exchange_failure", "ProcessShare", "StepPart", "StoppedTogether"]
