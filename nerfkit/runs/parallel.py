@@ -89,6 +89,9 @@ class ProcessShare:
 
     def check(self, request: BatchRequest, images_per_step: int | str) -> None:
         """One sentence when the run's settings cannot give every process a part of each step."""
+        if request.kind == "rays" and request.rays < self.world:
+            raise NerfkitError(f"a batch of {request.rays} rays cannot be shared by {self.world} processes: "
+                               "use fewer processes or more rays per batch")
         if request.kind == "image" and self.image_count(images_per_step) < self.world:
             raise NerfkitError(f"images_per_step {images_per_step} is fewer than the {self.world} "
                                "processes: each process renders at least one image per step (use "
