@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from nerfkit.data.cameras import Cameras
 from nerfkit.data.inputs import BatchRequest, ImageBatch, SceneInfo
 from nerfkit.image.metrics import ssim_loss_map
-from nerfkit.methods.base import MethodBase
+from nerfkit.methods.base import CrossProcess, MethodBase
 from nerfkit.methods.splat_config import SplatConfig
 from nerfkit.methods.strategies.base import make_strategy
 from nerfkit.render.gaussians import covariance_3d
@@ -101,7 +101,7 @@ class Splat(MethodBase):
         self.settings = RasterSettings(near=config.near, eps2d=config.eps2d, backend=config.backend,
                                        antialiased=config.rasterize_mode == "antialiased")
         self.sh_degree_in_use = 0
-        self._info: dict[str, Any] | None = None
+        self._infos: list[dict[str, Any]] = []   # this step's images (several: a multi-image step)
 
     # --- protocol -----------------------------------------------------------------------------
     @property
@@ -128,6 +128,11 @@ class Splat(MethodBase):
 
     def before_step(self, step: int, progress: float) -> None:
         self.sh_degree_in_use = self.sh_degree_at(step)
+        self._infos = []
+
+    def distribute(self, across: CrossProcess) -> None:
+        super().distribute(across)
+        self.strategy.distribute(across)
 
     def train_step(self, batch: ImageBatch, step: int, progress: float) -> dict[str, Any]:
         width, height = (int(v) for v in batch.camera.sizes[0])
@@ -150,20 +155,24 @@ class Splat(MethodBase):
             loss = loss + self.config.depth_normal_weight * normal_loss \
                 + self.config.depth_distortion_weight * distortion
             stats = {"depth_normal": float(normal_loss.detach()), "depth_distortion": float(distortion.detach())}
-        self._info = {"means2d": out["means2d"], "radii": out["radii"], "width": width, "height": height}
+        self._infos.append({"means2d": out["means2d"], "radii": out["radii"], "width": width, "height": height})
         mse = float(torch.mean((rgb.detach() - target) ** 2))
         return {"loss": loss, "mse": mse, "rays": width * height, "gaussians": self.n_gaussians, **stats}
 
     def after_backward(self, step: int, optimizer: torch.optim.Optimizer) -> None:
-        info, self._info = self._info, None
-        if info is None:
+        """Densify from this step's images (each one's own screen-space gradients; one image per step
+        unless the trainer gives a process several, ``images_per_step``)."""
+        infos, self._infos = self._infos, []
+        if not infos:
             return
-        means2d = info["means2d"]
-        flat = means2d.detach().reshape(-1, 2)       # gsplat hands back (1, N, 2)
-        if means2d.grad is not None:
-            flat.grad = means2d.grad.reshape(-1, 2)
-        info["means2d"] = flat
-        info["radii"] = info["radii"].reshape(-1)
+        for info in infos:
+            means2d = info["means2d"]
+            flat = means2d.detach().reshape(-1, 2)       # gsplat hands back (1, N, 2)
+            if means2d.grad is not None:
+                flat.grad = means2d.grad.reshape(-1, 2)
+            info["means2d"] = flat
+            info["radii"] = info["radii"].reshape(-1)
+        info = infos[0] if len(infos) == 1 else {"views": infos}
         self.strategy.step_post_backward(dict(self.gaussians), optimizer, step, info)
 
     @torch.no_grad()

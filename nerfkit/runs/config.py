@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from nerfkit.core.errors import NerfkitError
-from nerfkit.core.settings import Settings, apply_overrides, flat_dict, setting_names
+from nerfkit.core.settings import Settings, apply_overrides, auto_field, flat_dict, is_auto, setting_names
 from nerfkit.methods.ngp_config import NGPConfig
 from nerfkit.methods.registry import method_spec
 
@@ -47,6 +47,8 @@ class TrainConfig(Settings):
         logger: training logs in the run folder (:mod:`nerfkit.runs.loggers`): ``auto``
             (tensorboard when installed, else jsonl), ``tensorboard``, ``jsonl`` or ``none``.
         log_every: steps between logged training scalars.
+        images_per_step: images in one step of a method that trains on whole images (splat), split
+            among the processes of the run; ``auto``: one per process. Their gradients are averaged.
     """
 
     scene: str = ""
@@ -67,6 +69,7 @@ class TrainConfig(Settings):
     on_nan: Literal["stop", "rollback"] = "stop"
     logger: Literal["auto", "tensorboard", "jsonl", "none"] = "auto"
     log_every: int = 10
+    images_per_step: int | Literal["auto"] = auto_field()
 
     def validate(self) -> None:
         method_spec(self.method)
@@ -77,6 +80,8 @@ class TrainConfig(Settings):
             (self.eval_every >= 0, f"--eval-every must be >= 0, got {self.eval_every}"),
             (self.threads >= 0, f"--threads must be >= 0, got {self.threads}"),
             (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
+            (is_auto(self.images_per_step) or self.images_per_step >= 1,
+             f"images_per_step must be auto or at least 1, got {self.images_per_step}"),
         ]
         for ok, message in checks:
             if not ok:
