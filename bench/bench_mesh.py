@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from nerfkit.export.mesh_export import MeshOptions, export_mesh
+import time
+
+from nerfkit.export.mesh import MeshOptions, export_mesh
 from nerfkit.export.mesh_io import read_mesh
 from nerfkit.export.tsdf import chamfer_distance, f_score, sample_surface
-from nerfkit.runs.session import read_run_config
+from nerfkit.runs.session import open_run
 
 SAMPLES = 200_000
 
@@ -41,21 +43,24 @@ def main() -> None:
     rng = np.random.default_rng(0)
     truth_points = sample_surface(truth["vertices"], truth["faces"], SAMPLES, rng)
     print(f"ground truth: {args.gt}, bounding-box diagonal {diagonal:.4f}")
-    print("| run | method | views | res | export s (render/fuse/mesh/texture) | faces | accuracy | "
+    print("| run | method | views | res | export s (render/sdf/fuse/mesh/texture) | faces | accuracy | "
           "completeness | Chamfer | % diag | F@0.5% | F@1% |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for run in args.runs:
         options = MeshOptions(resolution=args.resolution, max_views=args.max_views, faces=args.faces,
                               texture=args.texture, fill_holes=args.fill_holes)
         output = Path(run) / "exports" / f"bench-mesh{args.suffix}"
-        result = export_mesh(Path(run), output, options)
-        mesh = read_mesh(result.path)
+        config, scene, method, _ = open_run(Path(run))
+        start = time.perf_counter()
+        result = export_mesh(method, scene, options)
+        result.write(output)
+        seconds = time.perf_counter() - start
+        mesh = read_mesh(output)
         points = sample_surface(mesh["vertices"], mesh["faces"], SAMPLES, rng)
         accuracy, completeness, chamfer = chamfer_distance(points, truth_points)
-        stages = "/".join(f"{result.timings.get(k, 0.0):.0f}" for k in ("render", "fuse", "mesh", "texture"))
-        method = read_run_config(Path(run)).train.method
-        print(f"| {Path(run).name} | {method} | {result.views} | {args.resolution} | "
-              f"{result.seconds:.0f} ({stages}) | {result.faces} | {accuracy:.4f} | {completeness:.4f} | "
+        stages = "/".join(f"{result.timings.get(k, 0.0):.0f}" for k in ("render", "sdf", "fuse", "mesh", "texture"))
+        print(f"| {Path(run).name} | {config.train.method} | {result.views} | {args.resolution} | "
+              f"{seconds:.0f} ({stages}) | {len(result.faces)} | {accuracy:.4f} | {completeness:.4f} | "
               f"{chamfer:.4f} | {100 * chamfer / diagonal:.2f} | "
               f"{f_score(points, truth_points, 0.005 * diagonal):.3f} | "
               f"{f_score(points, truth_points, 0.01 * diagonal):.3f} |", flush=True)

@@ -16,6 +16,22 @@ TINY_MIP = ["backbone=hash", "log2_table_size=14", "max_resolution=64", "n_level
             "rays_per_batch=1024", "lr_warmup_steps=20", "render_chunk=2048"]
 
 
+# Tiny neus: small grid, a coarse occupancy grid and few samples; ~0.1 s per step.
+TINY_NEUS = ["log2_table_size=14", "max_resolution=64", "n_levels=8", "grid_resolution=32",
+             "steps_per_diagonal=128", "target_samples=8192", "variance_lr=0.01", "eikonal_weight=0.02",
+             "render_chunk=2048",
+             "lr_warmup_steps=20"]
+
+
+def tiny_neus_args(scene, output_dir, *extra: str, threads: int = 2) -> list[str]:
+    """`nerfkit train --method neus` arguments for a quick run of the tiny neus settings."""
+    args = ["train", str(scene), "--method", "neus", "--output-dir", str(output_dir), "--no-progress",
+            "--threads", str(threads), "--no-viewer"]
+    for item in TINY_NEUS:
+        args += ["--set", item]
+    return args + list(extra)
+
+
 def tiny_mip_args(scene, output_dir, *extra: str, threads: int = 2) -> list[str]:
     """`nerfkit train --method mipnerf` arguments for a quick run of the tiny mipnerf settings."""
     args = ["train", str(scene), "--method", "mipnerf", "--output-dir", str(output_dir), "--no-progress",

@@ -1,4 +1,8 @@
-"""Serving the web viewer of a method: live while a trainer runs, and for a finished run.
+"""Serving the web viewer of a method: live while a trainer runs, for a finished run, and for a splat
+file from any tool.
+
+Access: on a non-loopback host the viewer requires a token (:mod:`nerfkit.viewer.access`); the
+commands pass ``token = viewer_token(host, --token)``.
 
 While training, the viewer draws on the training thread between steps and only within a time
 budget (:class:`~nerfkit.viewer.schedule.RenderBudget`): every step earns render time in
@@ -22,9 +26,10 @@ from nerfkit.runs.folder import RunFolder
 
 if TYPE_CHECKING:
     from nerfkit.data.scene import Scene
+    from nerfkit.export.splat_scene import SplatFrame
     from nerfkit.methods.base import Method
     from nerfkit.runs.trainer import Trainer, TrainStats
-    from nerfkit.viewer.server import ViewerServer
+    from nerfkit.viewer.server import ViewerOptions, ViewerServer
     from nerfkit.viewer.types import StatsSource, TrainingControl
 
 RENDER_FRACTION = 0.1        # share of wall time the viewer may take from training
@@ -49,13 +54,16 @@ def check_address(host: str, port: int) -> None:
 
 
 def start_viewer(method: Method, scene: Scene, run: RunFolder | Path, host: str, port: int, stats: StatsSource,
-                 control: TrainingControl | None = None) -> ViewerServer:
+                 control: TrainingControl | None = None, token: str | None = None,
+                 resolution: int | None = None) -> ViewerServer:
     """Serve a viewer of ``method`` on ``scene`` (``control``: a training run's pause switch, None
-    for a finished run); camera paths saved from it go to the run's ``camera_paths/``."""
-    from nerfkit.app.viewer_adapter import MethodRenderer, scene_up, training_views
+    for a finished run; ``token``: required from every browser, None: open; ``resolution``: the
+    longer side of a refined frame, default 1024 px on CUDA, 256 on the CPU); camera paths saved
+    from it go to ``run``'s ``camera_paths/``."""
+    from nerfkit.app.viewer_adapter import scene_up, training_views
     from nerfkit.methods.base import method_device
     from nerfkit.viewer.keyframes import KeyframeOptions
-    from nerfkit.viewer.server import ViewerOptions, ViewerServer
+    from nerfkit.viewer.server import ViewerOptions
 
     check_address(host, port)
     views = training_views(scene)
@@ -69,17 +77,46 @@ def start_viewer(method: Method, scene: Scene, run: RunFolder | Path, host: str,
         folder=RunFolder(run).camera_paths_dir, size=(width, height),
         render_video=_video_renderer(method, scene))
     options = ViewerOptions(
-        host=host, port=port, resolution=1024 if device.type == "cuda" else 256, training_views=views,
+        host=host, port=port, resolution=resolution or (1024 if device.type == "cuda" else 256), training_views=views,
         initial_view=(first.c2w[0].double().numpy(), fov_y), look_at=aabb.mean(0), up=scene_up(scene),
-        crop_box=aabb, control=control, keyframes=keyframes)
+        crop_box=aabb, control=control, keyframes=keyframes, token=token)
+    return _serve(method, stats, options)
+
+
+def start_splat_viewer(method: Method, frame: SplatFrame, folder: Path, host: str, port: int,
+                       stats: StatsSource, token: str | None = None, resolution: int | None = None) -> ViewerServer:
+    """Serve Gaussians read from a file without a scene, in the fitted ``frame``
+    (:func:`nerfkit.export.splat_scene.fitted_frame`); camera paths go to ``folder/camera_paths/``."""
+    from nerfkit.methods.base import method_device
+    from nerfkit.viewer.keyframes import KeyframeOptions
+    from nerfkit.viewer.server import ViewerOptions
+
+    check_address(host, port)
+    keyframes = KeyframeOptions(scene_to_world=np.linalg.inv(frame.world_to_scene.double().numpy()),
+                                folder=RunFolder(folder).camera_paths_dir, size=(960, 540),
+                                render_video=_video_renderer(method, frame))
+    aabb = frame.aabb.double().numpy()
+    options = ViewerOptions(
+        host=host, port=port, resolution=resolution or (1024 if method_device(method).type == "cuda" else 256),
+        initial_view=(frame.camera_to_world.double().numpy(), frame.fov_y), look_at=aabb.mean(0),
+        up=frame.up.double().numpy(), crop_box=aabb, keyframes=keyframes, token=token)
+    return _serve(method, stats, options)
+
+
+def _serve(method: Method, stats: StatsSource, options: ViewerOptions) -> ViewerServer:
+    from nerfkit.app.viewer_adapter import MethodRenderer
+    from nerfkit.viewer.server import ViewerServer
+
     try:
         return ViewerServer(MethodRenderer(method), stats, options)
     except OSError as error:
-        raise NerfkitError(f"could not serve the viewer on {host}:{port}: {error.strerror or error}") from None
+        raise NerfkitError(f"could not serve the viewer on {options.host}:{options.port}: "
+                           f"{error.strerror or error}") from None
 
 
-def _video_renderer(method: Method, scene: Scene) -> Callable[[Path], Path]:
-    """``camera-path JSON -> mp4`` next to it, for the viewer's 'Render video' button."""
+def _video_renderer(method: Method, scene: Scene | SplatFrame) -> Callable[[Path], Path]:
+    """``camera-path JSON -> mp4`` next to it, for the viewer's 'Render video' button (``scene``:
+    anything with the ``world_to_scene`` that moves the world path to the viewer's coordinates)."""
     def render(path_file: Path) -> Path:
         from nerfkit.video.camera_path import load_camera_path
         from nerfkit.video.writer import render_path_video
@@ -120,7 +157,8 @@ class TrainingViewer:
 
 
 @contextlib.contextmanager
-def training_viewer(trainer: Trainer, enabled: bool, host: str, port: int) -> Iterator[ViewerServer | None]:
+def training_viewer(trainer: Trainer, enabled: bool, host: str, port: int,
+                    token: str | None = None) -> Iterator[ViewerServer | None]:
     """Serve the live viewer (when ``enabled``; yields the server, else None) while the block trains
     ``trainer``; the server closes when the block ends, so training still ends on its own."""
     if not enabled:
@@ -129,7 +167,7 @@ def training_viewer(trainer: Trainer, enabled: bool, host: str, port: int) -> It
     from nerfkit.viewer.types import TrainingControl
 
     control = TrainingControl()
-    server = start_viewer(trainer.method, trainer.scene, trainer.run, host, port, trainer.stats, control)
+    server = start_viewer(trainer.method, trainer.scene, trainer.run, host, port, trainer.stats, control, token)
     trainer.after_step = TrainingViewer(server, control, trainer.stats).after_step
     try:
         yield server

@@ -25,10 +25,25 @@ def check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def add_viewer_address(parser: argparse.ArgumentParser) -> None:
-    """``--port`` and ``--host`` of the web viewer."""
+    """``--port``, ``--host`` and ``--token`` of the web viewer."""
     parser.add_argument("--port", type=int, default=8080, help="viewer port (default 8080; 0: any free port)")
     parser.add_argument("--host", default="127.0.0.1",
-                        help="viewer address to listen on (default 127.0.0.1; 0.0.0.0: all networks)")
+                        help="viewer address to listen on (default 127.0.0.1; 0.0.0.0: all networks, "
+                             "then a browser needs the access token in the printed URL)")
+    parser.add_argument("--token", default=None,
+                        help="access token browsers must give (?token=...; default: a random one on a "
+                             "non-loopback --host, none on 127.0.0.1)")
+
+
+def viewer_token(args: argparse.Namespace) -> str | None:
+    """The token the viewer requires for these flags (None: open)."""
+    from nerfkit.core.errors import NerfkitError
+    from nerfkit.viewer.access import viewer_token as decide
+
+    if args.token is not None and (not args.token or not args.token.isprintable() or " " in args.token
+                                   or len(args.token) > 256):
+        raise NerfkitError("--token must be 1 to 256 printable characters without spaces")
+    return decide(args.host, args.token)
 
 
 def add_run_argument(parser: argparse.ArgumentParser) -> None:

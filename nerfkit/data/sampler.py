@@ -66,9 +66,16 @@ class PixelSampler:
     def __len__(self) -> int:
         return int(self.pixels.shape[0])
 
-    def sample(self, n_rays: int) -> RayBatch:
-        """``n_rays`` random pixels -> a :class:`RayBatch` (targets composited on the background)."""
+    def sample(self, n_rays: int, share: slice | None = None) -> RayBatch:
+        """``n_rays`` random pixels -> a :class:`RayBatch` (targets composited on the background).
+
+        ``share``: only these of the ``n_rays`` drawn (one process's part of a batch; the draws are
+        the same, so the shares of a batch together are what ``sample(n_rays)`` returns).
+        """
         flat = torch.randint(0, len(self), (n_rays,), generator=self.generator)
+        background = background_color(self.background, n_rays, self.generator)
+        if share is not None:
+            flat, background = flat[share], background[share]
         local = torch.searchsorted(self.offsets, flat, right=True) - 1
         within = flat - self.offsets[local]
         width = self.widths[local]
@@ -76,7 +83,6 @@ class PixelSampler:
         camera_ids = self.image_ids[local]
         origins, directions = generate_rays(self.cameras, camera_ids, pixels)
         radii = pixel_footprint_radii(self.cameras, camera_ids, pixels, directions) if self.with_radii else None
-        background = background_color(self.background, n_rays, self.generator)
         rgba = self.pixels[flat].float() / 255.0
         return RayBatch(origins, directions, composite_on(rgba, background), background, camera_ids,
                         radii)
@@ -96,8 +102,19 @@ class ImageSampler:
 
     def sample(self, n_rays: int = 0) -> ImageBatch:
         """One random image as an :class:`ImageBatch` (``n_rays`` is ignored: a batch is an image)."""
+        return self._batch(*self._draw())
+
+    def sample_many(self, count: int, share: slice | None = None) -> list[ImageBatch]:
+        """``count`` random images, as ``count`` calls of :meth:`sample` draw them; ``share``: only
+        these of them (one process's part of a multi-image step; the others are drawn, not loaded)."""
+        draws = [self._draw() for _ in range(count)]
+        return [self._batch(*draw) for draw in draws[share if share is not None else slice(None)]]
+
+    def _draw(self) -> tuple[int, Tensor]:
         index = self.image_ids[int(torch.randint(0, len(self.image_ids), (1,), generator=self.generator))]
-        background = background_color(self.background, 1, self.generator)[0]
+        return index, background_color(self.background, 1, self.generator)[0]
+
+    def _batch(self, index: int, background: Tensor) -> ImageBatch:
         return ImageBatch(self.scene.cameras[index], image_on_background(self.scene, index, background),
                           background, index)
 

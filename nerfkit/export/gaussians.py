@@ -1,5 +1,5 @@
 """A method's Gaussians (:class:`~nerfkit.methods.capabilities.HasGaussians`) in world coordinates,
-for the standard 3DGS .ply (:mod:`nerfkit.export.splat_ply`).
+for the splat files (:mod:`nerfkit.export.splat_files`: standard or compressed .ply, .splat, .spz).
 
 The splat method optimises its Gaussians in nerfkit's normalised scene coordinates; the export is in
 the scene's ORIGINAL world coordinates and units (docs/design.md, "Conventions"), moved there by the
@@ -12,6 +12,7 @@ degree reached ``sh_degree`` renders with fewer bands, and the file then renders
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from torch import Tensor
 
 from nerfkit.core.errors import NerfkitError
 from nerfkit.data.scene import Scene
-from nerfkit.export.splat_ply import write_splat_ply
+from nerfkit.export.splat_files import clean_gaussians, write_splat_file
 from nerfkit.export.transform import gaussians_to_world
 from nerfkit.methods.base import Method
 from nerfkit.methods.capabilities import HasGaussians
@@ -38,9 +39,18 @@ class SplatExport:
     def count(self) -> int:
         return int(self.gaussians["means"].shape[0])
 
-    def write(self, path: Path) -> None:
-        """Write the standard 3DGS binary .ply."""
-        write_splat_ply(path, self.gaussians)
+    def cleaned(self, min_opacity: float = 0.0, crop: Sequence[float] | None = None,
+                sh_degree: int | None = None) -> "SplatExport":
+        """Without the Gaussians below ``min_opacity`` or outside the world box ``crop``
+        (xmin ymin zmin xmax ymax zmax), with SH up to ``sh_degree``
+        (:func:`~nerfkit.export.splat_files.clean_gaussians`)."""
+        kept = clean_gaussians(self.gaussians, min_opacity, crop, sh_degree)
+        return SplatExport(kept, self.sh_degree if sh_degree is None else sh_degree)
+
+    def write(self, path: Path, ply_format: str = "standard") -> None:
+        """Write the file ``path`` names: a 3DGS .ply (``ply_format`` standard or compressed),
+        .splat or .spz."""
+        write_splat_file(path, self.gaussians, ply_format)
 
 
 def export_splat(method: Method, scene: Scene) -> SplatExport:

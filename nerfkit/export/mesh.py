@@ -10,7 +10,10 @@ Marching cubes extracts the surface, small floating components are dropped, hole
 (:mod:`~nerfkit.export.texture`). The vertices are moved back to the ORIGINAL world coordinates
 (docs/design.md, "Conventions") by the inverse of ``scene.world_to_scene``.
 
-Only the method contract is used (``render``), so this serves every method.
+Only the method contract is used (``render``), so this serves every method. Methods with a signed
+distance field (:class:`~nerfkit.methods.capabilities.HasSDF`) are meshed from it instead: marching
+cubes on its zero level set (:mod:`nerfkit.export.sdf_mesh`), vertex colours from the method's
+colour field; the same clean-up, hole capping, decimation and texture follow.
 
 Limitation: the TSDF projects voxels with a pinhole model, so cameras with lens distortion are
 fused as if undistorted.
@@ -18,12 +21,15 @@ fused as if undistorted.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
 from nerfkit.core.errors import NerfkitError
@@ -33,13 +39,18 @@ from nerfkit.data.similarity import transform_points
 from nerfkit.export import views as export_views
 from nerfkit.export.holes import fill_holes
 from nerfkit.export.mesh_io import write_mesh
+from nerfkit.export.sdf_mesh import sample_sdf_grid, sdf_mesh
 from nerfkit.export.simplify import decimate, remove_degenerate_faces
-from nerfkit.export.texture import ViewImage, bake_texture, face_normals, rasterize_atlas, unwrap
+from nerfkit.export.texture import (ViewImage, bake_texture, face_normals, project_into_view, rasterize_atlas,
+                                    unwrap)
 from nerfkit.export.tsdf import TSDFVolume, remove_small_components
 from nerfkit.export.views import MIN_ALPHA, View, to_world, view_points
-from nerfkit.methods.base import Method
+from nerfkit.methods.base import Method, method_device
+from nerfkit.methods.capabilities import HasSDF
 
 VIEW_SETS = ("train", "all")
+CULL_VIEWS = 25           # views rendered to cull an SDF mesh's unseen faces (unless max_views is set)
+CULL_SIZE = 160           # ... at most this many pixels on their longer side
 
 
 @dataclass
@@ -52,6 +63,10 @@ class MeshOptions(Settings):
     every face). ``texture``: an .obj with a UV atlas and a ``texture_size``-square baked .png.
     ``fill_holes``: cap the holes left where no view saw the surface (:mod:`~nerfkit.export.holes`);
     None: for bounded scenes (objects), not for unbounded ones (whose open edges are the world's).
+    ``visible_only``: SDF meshes keep only the faces some selected view sees (at most
+    ``CULL_VIEWS`` of them unless ``max_views`` says otherwise), as DTU's evaluation culls, so the
+    guesses of the field where no camera looked (below an object's base) leave with them; TSDF
+    meshes hold only what views saw anyway.
     """
 
     resolution: int = 256
@@ -63,6 +78,7 @@ class MeshOptions(Settings):
     texture: bool = False
     texture_size: int = 2048
     fill_holes: bool | None = None
+    visible_only: bool = True
 
     def fill(self, scene) -> bool:
         """Whether holes are capped: ``fill_holes``, or (None) for bounded scenes only."""
@@ -130,6 +146,8 @@ def export_mesh(method: Method, scene: Scene, options: MeshOptions | None = None
         NerfkitError: no surface dense enough to mesh in the box.
     """
     options = options or MeshOptions()
+    if isinstance(method, HasSDF):
+        return _export_sdf_mesh(method, scene, options, progress)
     timings: dict[str, float] = {}
     indices = _select_views(scene, options.views, options.max_views)
     world_box = np.asarray(options.crop, np.float64).reshape(2, 3) if options.crop is not None else None
@@ -171,10 +189,79 @@ def export_mesh(method: Method, scene: Scene, options: MeshOptions | None = None
     texture = {}
     if options.texture:
         clock = time.perf_counter()
-        texture = _bake(vertices, faces, volume, scene, indices, views, options.texture_size)
+        texture = _bake(vertices, faces, scene, indices, views, options.texture_size, volume.truncation,
+                        volume.sample_colors)
         timings["texture"] = time.perf_counter() - clock
     return Mesh(to_world(vertices, scene.world_to_scene), faces, colors, len(indices), **texture,
                 timings=timings)
+
+
+def _export_sdf_mesh(method: HasSDF, scene: Scene, options: MeshOptions, progress: bool) -> Mesh:
+    """Marching cubes on the method's SDF over the crop box; colours from its colour field."""
+    timings: dict[str, float] = {}
+    world_box = np.asarray(options.crop, np.float64).reshape(2, 3) if options.crop is not None else None
+    box = scene.aabb.double().cpu().numpy() if world_box is None else _scene_box(world_box, scene)
+    device = method_device(method)
+    clock = time.perf_counter()
+    values, origin, voxel = sample_sdf_grid(method.sdf, box, options.resolution, device)
+    timings["sdf"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    vertices, faces = sdf_mesh(values, origin, voxel)
+    if options.visible_only and len(faces):
+        faces = faces[_seen_faces(method, scene, vertices, faces, options, 3.0 * voxel, progress)]
+    vertices, faces, _ = remove_small_components(vertices, faces, min_fraction=options.min_component)
+    if len(faces) == 0:
+        where = "inside the crop box" if world_box is not None else "inside the scene box"
+        raise NerfkitError(f"the run's signed distance field has no surface {where} (it does not change "
+                           "sign there): train longer or check --crop")
+    colors = _surface_colors(method, vertices, device)
+    if options.fill(scene):
+        vertices, faces, colors = fill_holes(vertices, faces, colors)
+    if options.faces:
+        vertices, faces, colors = decimate(vertices, faces, colors, options.faces)
+    vertices, faces, colors = remove_degenerate_faces(vertices, faces, colors)
+    timings["mesh"] = time.perf_counter() - clock
+    texture, indices = {}, []
+    if options.texture:
+        clock = time.perf_counter()
+        indices = _select_views(scene, options.views, options.max_views)
+        views = [export_views.render_view(method, scene.cameras[index])
+                 for index in tqdm(indices, desc="render views", disable=not progress, leave=False)]
+        texture = _bake(vertices, faces, scene, indices, views, options.texture_size, 2.0 * voxel,
+                        lambda points: _surface_colors(method, points, device))
+        timings["texture"] = time.perf_counter() - clock
+    return Mesh(to_world(vertices, scene.world_to_scene), faces, colors, len(indices), **texture,
+                timings=timings)
+
+
+def _seen_faces(method: Method, scene: Scene, vertices: np.ndarray, faces: np.ndarray, options: MeshOptions,
+                tolerance: float, progress: bool) -> np.ndarray:
+    """(F,) bool: the faces whose centre at least one selected view sees (rendered at most
+    :data:`CULL_SIZE` pixels wide; visibility as in texture baking, depth within ``tolerance``)."""
+    indices = _select_views(scene, options.views, options.max_views or CULL_VIEWS)
+    centres = torch.as_tensor(vertices[faces].mean(1), dtype=torch.float32)
+    seen = torch.zeros(len(faces), dtype=torch.bool)
+    for index in tqdm(indices, desc="cull unseen faces", disable=not progress, leave=False):
+        camera = scene.cameras[index]
+        factor = max(1, int(math.ceil(int(camera.sizes[0].max()) / CULL_SIZE)))
+        camera = camera.downscaled(factor) if factor > 1 else camera
+        view = export_views.render_view(method, camera)
+        image = ViewImage(view.rgb, view.depth, camera.c2w[0], camera.intrinsics[0])
+        seen |= project_into_view(centres, image, tolerance + 2.0 * factor * _pixel_size(camera, centres))[3]
+    return seen.numpy()
+
+
+def _pixel_size(camera, points: Tensor) -> float:
+    """A pixel's footprint in scene units at the points' median distance from the camera."""
+    distance = float((points - camera.c2w[0, :3, 3]).norm(dim=-1).median()) if len(points) else 0.0
+    return distance / float(camera.intrinsics[0, 0])
+
+
+def _surface_colors(method: HasSDF, points: np.ndarray, device: torch.device) -> np.ndarray:
+    """(N, 3) scene points -> (N, 3) uint8 colours of the method's colour field (chunked)."""
+    tensor = torch.as_tensor(np.asarray(points, np.float32))
+    rgb = [method.surface_colors(part.to(device)).float().cpu() for part in tensor.split(1 << 16)] or [torch.zeros(0, 3)]
+    return (torch.cat(rgb).clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).numpy()
 
 
 def _select_views(scene, views: str, max_views: int) -> list[int]:
@@ -199,14 +286,16 @@ def _inside(points: np.ndarray, box: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(((points >= box[0]) & (points <= box[1])).all(axis=-1))
 
 
-def _bake(vertices: np.ndarray, faces: np.ndarray, volume: TSDFVolume, scene, indices: list[int],
-          views: list[View], size: int) -> dict[str, np.ndarray]:
-    """UV atlas + baked texture of a scene-coordinate mesh, as ``write_mesh`` keyword arguments."""
+def _bake(vertices: np.ndarray, faces: np.ndarray, scene, indices: list[int], views: list[View], size: int,
+          tolerance: float, fallback: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
+    """UV atlas + baked texture of a scene-coordinate mesh, as ``write_mesh`` keyword arguments.
+
+    ``fallback``: (N, 3) texel points -> (N, 3) uint8 colours where no view sees them; ``tolerance``:
+    depth agreement for visibility (scene units)."""
     atlas = unwrap(vertices, faces, size)
     samples = rasterize_atlas(atlas, vertices, faces, size)
     images = [ViewImage(view.rgb, view.depth, scene.cameras[index].c2w[0], scene.cameras[index].intrinsics[0])
               for index, view in zip(indices, views)]
-    fallback = volume.sample_colors(samples.points)
     texture = bake_texture(samples, face_normals(vertices, faces), images, size,
-                           tolerance=volume.truncation, fallback=fallback)
+                           tolerance=tolerance, fallback=fallback(samples.points))
     return {"uvs": atlas.uvs, "face_uvs": atlas.face_uvs, "texture": texture}

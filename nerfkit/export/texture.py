@@ -181,23 +181,10 @@ def bake_texture(samples: TexelSamples, normals: np.ndarray, views: list[ViewIma
     color_sum = torch.zeros(len(points), 3)
     weight_sum = torch.zeros(len(points))
     for view in views:
-        c2w = view.camera_to_world.float()
-        rotation, centre = c2w[:3, :3], c2w[:3, 3]
-        fx, fy, cx, cy = (float(value) for value in view.intrinsics.reshape(4))
         height, width = view.depth.shape
-        offset = points - centre
-        distance = offset.norm(dim=-1)
-        cosine = -(normal * offset).sum(dim=-1) / distance.clamp(min=1e-12)
-        local = offset @ rotation
-        z = local[:, 2]
-        in_front = (z > 1e-6) & (cosine > min_cosine)
-        z_safe = torch.where(in_front, z, torch.ones_like(z))
-        u = fx * local[:, 0] / z_safe + cx
-        v = fy * local[:, 1] / z_safe + cy
-        seen = in_front & (u >= 0) & (u < width) & (v >= 0) & (v < height)
-        pixel = v.long().clamp(0, height - 1) * width + u.long().clamp(0, width - 1)
-        observed = view.depth.reshape(-1).float()[pixel]
-        seen &= (observed > 0) & ((observed - distance).abs() < tolerance)
+        u, v, offset, seen = project_into_view(points, view, tolerance)
+        cosine = -(normal * offset).sum(dim=-1) / offset.norm(dim=-1).clamp(min=1e-12)
+        seen &= cosine > min_cosine
         if not bool(seen.any()):
             continue
         grid = torch.stack([u / width * 2 - 1, v / height * 2 - 1], dim=-1)[seen]
@@ -215,6 +202,35 @@ def bake_texture(samples: TexelSamples, normals: np.ndarray, views: list[ViewIma
     texture[samples.rows, samples.cols] = colors
     filled[samples.rows, samples.cols] = True
     return dilate_texture(texture, filled, DEFAULT_PADDING)
+
+
+def project_into_view(points: Tensor, view: ViewImage, tolerance: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Where (N, 3) points land in a view, and whether the view sees them.
+
+    A view sees a point when it is in front of the camera, projects inside the image, and the
+    rendered depth at that pixel is within ``tolerance`` of its distance from the camera centre (not
+    occluded, not off the silhouette).
+
+    Returns:
+        u, v (N,) pixel coordinates, the offsets from the camera centre (N, 3), and ``seen`` (N,) bool.
+    """
+    c2w = view.camera_to_world.float()
+    rotation, centre = c2w[:3, :3], c2w[:3, 3]
+    fx, fy, cx, cy = (float(value) for value in view.intrinsics.reshape(4))
+    height, width = view.depth.shape
+    offset = points.float() - centre
+    distance = offset.norm(dim=-1)
+    local = offset @ rotation
+    z = local[:, 2]
+    in_front = z > 1e-6
+    z_safe = torch.where(in_front, z, torch.ones_like(z))
+    u = fx * local[:, 0] / z_safe + cx
+    v = fy * local[:, 1] / z_safe + cy
+    seen = in_front & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    pixel = v.long().clamp(0, height - 1) * width + u.long().clamp(0, width - 1)
+    observed = view.depth.reshape(-1).float()[pixel]
+    seen &= (observed > 0) & ((observed - distance).abs() < tolerance)
+    return u, v, offset, seen
 
 
 def dilate_texture(texture: np.ndarray, filled: np.ndarray, iterations: int) -> np.ndarray:

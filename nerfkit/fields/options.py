@@ -95,3 +95,34 @@ class MipMLPOptions(Settings):
         if not (1 <= self.skip_layer <= self.mlp_depth or self.skip_layer == 0):
             raise NerfkitError(f"mipnerf skip_layer must be 0 (none) or within 1..mlp_depth, got "
                                f"{self.skip_layer}")
+
+
+@dataclass
+class SDFNetworkOptions(Settings):
+    """The MLPs of an SDF field (:class:`~nerfkit.fields.sdf_field.SDFField`).
+
+    Attributes:
+        sdf_hidden_dim, sdf_hidden_layers: the SDF MLP (Softplus of sharpness ``softplus_beta``).
+        geo_feat_dim: geometry features passed from the SDF MLP to the colour MLP.
+        sphere_radius: the SDF starts as a sphere of this radius (in [-1, 1]^3 field units).
+        color_hidden_dim, color_hidden_layers: the colour MLP (point, normal, view SH, features).
+        view_sh_degree: spherical-harmonics bands of the view direction (1..5).
+    """
+
+    sdf_hidden_dim: int = 64
+    sdf_hidden_layers: int = 1
+    geo_feat_dim: int = 15
+    sphere_radius: float = 0.5
+    softplus_beta: float = 100.0
+    color_hidden_dim: int = 64
+    color_hidden_layers: int = 2
+    view_sh_degree: int = 4
+
+    def validate(self) -> None:
+        if self.sdf_hidden_layers < 1 or self.sdf_hidden_dim < 1 or self.color_hidden_dim < 1:
+            raise NerfkitError(f"sdf_hidden_layers, sdf_hidden_dim and color_hidden_dim must be at least 1, got "
+                               f"{self.sdf_hidden_layers}, {self.sdf_hidden_dim}, {self.color_hidden_dim}")
+        if not 1 <= self.view_sh_degree <= 5:
+            raise NerfkitError(f"view_sh_degree must be 1..5, got {self.view_sh_degree}")
+        if not 0.0 < self.sphere_radius < 1.0:
+            raise NerfkitError(f"sphere_radius must be in (0, 1) (field units), got {self.sphere_radius}")

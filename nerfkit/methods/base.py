@@ -15,6 +15,12 @@ trainer calls::
 ``render(camera, background)`` returns ``{"rgb": (H, W, 3), "depth": (H, W), "alpha": (H, W)}``.
 What only some methods can do is declared by the small protocols of
 :mod:`nerfkit.methods.capabilities` (Gaussians, a median depth, a density or an SDF).
+
+A run on several processes (``nerfkit train --nproc N``, torchrun) gives each process a share of
+the step's batch and reduces the gradients itself; it calls ``method.distribute(across)`` once, and a
+method combines the numbers it keeps across steps from its own share (ngp's sample count, splat's
+densification statistics) with ``across.sum`` / ``across.max``, so every process makes the same
+decisions as a single process would on the whole batch.
 """
 
 from __future__ import annotations
@@ -61,11 +67,42 @@ class Method(Protocol):
         """Render camera 0 of ``camera`` at its size on ``background`` (3,): ``rgb`` (H, W, 3),
         ``depth`` (H, W) expected distance along the ray (not divided by alpha), ``alpha`` (H, W)."""
 
+    def distribute(self, across: CrossProcess) -> None:
+        """Train as one of several processes: combine per-step statistics with ``across``."""
+
+
+class CrossProcess(Protocol):
+    """How per-step numbers are combined over the processes of one training run.
+
+    Both reduce a tensor in place over all processes (every process gets the result) and return it.
+    """
+
+    def sum(self, tensor: Tensor) -> Tensor:
+        ...
+
+    def max(self, tensor: Tensor) -> Tensor:
+        ...
+
+
+class OneProcess:
+    """:class:`CrossProcess` of a single-process run: there is nothing to combine."""
+
+    def sum(self, tensor: Tensor) -> Tensor:
+        return tensor
+
+    def max(self, tensor: Tensor) -> Tensor:
+        return tensor
+
 
 class MethodBase(nn.Module):
-    """Base class of the methods: the hooks a method may leave out do nothing."""
+    """Base class of the methods: the hooks a method may leave out do nothing; ``across`` combines
+    per-step statistics over processes (:class:`OneProcess` until :meth:`distribute`)."""
 
     name: str = ""
+    across: CrossProcess = OneProcess()
+
+    def distribute(self, across: CrossProcess) -> None:
+        self.across = across
 
     def lr_factor(self, step: int, progress: float) -> float | dict[str, float]:
         return 1.0

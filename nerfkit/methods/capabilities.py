@@ -7,7 +7,8 @@
   the accumulated weight reaches half of alpha (NeRF methods); mesh export prefers it to
   ``depth / alpha``, which haze and floaters pull off the surface.
 - :class:`HasDensity`: ``density(xyz)`` at scene points.
-- :class:`HasSDF`: ``sdf(xyz)``, a signed distance whose zero level set is the surface.
+- :class:`HasSDF`: ``sdf(xyz)``, a signed distance whose zero level set is the surface, and
+  ``surface_colors(xyz)`` there; mesh export runs marching cubes on it instead of fusing depth.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class HasSDF(Protocol):
 
     def sdf(self, xyz: Tensor) -> Tensor:
         """(N, 3) scene points -> (N,) signed distance in scene units."""
+
+    def surface_colors(self, xyz: Tensor) -> Tensor:
+        """(N, 3) points on the surface -> (N, 3) colours in [0, 1] (view-independent)."""
 
 
 def renders_median_depth(method: object) -> bool:

@@ -245,7 +245,8 @@ class MipNeRF(MethodBase):
             losses = self.proposal_sampler.losses(out["plan"], final.weights.view(len(batch), -1))
             loss = loss + self.proposal_sampler.weighted(losses)
         else:
-            self.n_rays.fill_(adapt_ray_count(float(self.n_rays), final.weights.numel(),
+            total = int(self.across.sum(torch.tensor(float(final.weights.numel()), dtype=torch.float64)))
+            self.n_rays.fill_(adapt_ray_count(float(self.n_rays), total,      # all processes' samples
                                               self.config.occupancy.target_samples, self.config.occupancy.max_rays))
         stats = {name: float(value.detach()) for name, value in losses.items()}
         return {"loss": loss, "mse": float(mse.detach()), "rays": len(batch), "samples": samples, **stats}

@@ -115,8 +115,10 @@ class NGP(MethodBase):
         return {"loss": mse, "mse": float(mse.detach()), "rays": len(batch), "samples": samples}
 
     def _adapt_batch(self, samples: int) -> None:
-        """Steer the ray count so that a batch holds about ``target_samples`` samples."""
+        """Steer the ray count so that a batch holds about ``target_samples`` samples (the samples of
+        all processes' shares of the batch, so that every process keeps the same count)."""
         occupancy = self.config.occupancy
+        samples = int(self.across.sum(torch.tensor(float(samples), dtype=torch.float64)))
         self.n_rays.fill_(adapt_ray_count(float(self.n_rays), samples, occupancy.target_samples,
                                           occupancy.max_rays))
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from nerfkit.core.errors import NerfkitError
 from nerfkit.core.settings import Settings
 from nerfkit.methods.mipnerf_config import MipNeRFConfig
+from nerfkit.methods.neus_config import NeuSConfig
 from nerfkit.methods.ngp_config import NGPConfig
 from nerfkit.methods.splat_config import SplatConfig
 
@@ -42,6 +43,8 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
     MethodSpec("mipnerf", MipNeRFConfig, "nerfkit.methods.mipnerf:MipNeRF",
                "anti-aliased cones, Mip-NeRF; Mip-NeRF 360 for unbounded scenes"),
     MethodSpec("splat", SplatConfig, "nerfkit.methods.splat:Splat", "3D Gaussian splatting"),
+    MethodSpec("neus", NeuSConfig, "nerfkit.methods.neus:NeuS",
+               "a signed distance field, NeuS on a hash grid: surfaces for meshes"),
 )}
 
 

@@ -20,12 +20,13 @@ from torch import Tensor, nn
 from nerfkit.data.cameras import Cameras
 from nerfkit.data.inputs import BatchRequest, ImageBatch, SceneInfo
 from nerfkit.image.metrics import ssim_loss_map
-from nerfkit.methods.base import MethodBase
+from nerfkit.methods.base import CrossProcess, MethodBase
 from nerfkit.methods.splat_config import SplatConfig
 from nerfkit.methods.strategies.base import make_strategy
 from nerfkit.render.gaussians import covariance_3d
 from nerfkit.render.spherical_harmonics import SH_C0
 from nerfkit.render.splat import RasterSettings, render_gaussians
+from nerfkit.render.splat_geometry import depth_distortion_loss, depth_normal_loss, gaussian_normals
 
 PARAMETER_NAMES = ("means", "quats", "scales", "opacities", "sh0", "shN")
 
@@ -100,7 +101,7 @@ class Splat(MethodBase):
         self.settings = RasterSettings(near=config.near, eps2d=config.eps2d, backend=config.backend,
                                        antialiased=config.rasterize_mode == "antialiased")
         self.sh_degree_in_use = 0
-        self._info: dict[str, Any] | None = None
+        self._infos: list[dict[str, Any]] = []   # this step's images (several: a multi-image step)
 
     # --- protocol -----------------------------------------------------------------------------
     @property
@@ -127,10 +128,17 @@ class Splat(MethodBase):
 
     def before_step(self, step: int, progress: float) -> None:
         self.sh_degree_in_use = self.sh_degree_at(step)
+        self._infos = []
+
+    def distribute(self, across: CrossProcess) -> None:
+        super().distribute(across)
+        self.strategy.distribute(across)
 
     def train_step(self, batch: ImageBatch, step: int, progress: float) -> dict[str, Any]:
         width, height = (int(v) for v in batch.camera.sizes[0])
-        out = self._render(batch.camera, batch.background, self.sh_degree_in_use)
+        geometry = (self.config.depth_normal_weight > 0 or self.config.depth_distortion_weight > 0) \
+            and progress >= self.config.geometry_start
+        out = self._render(batch.camera, batch.background, self.sh_degree_in_use, geometry=geometry)
         if out["means2d"].requires_grad:
             out["means2d"].retain_grad()
         rgb, target = out["rgb"], batch.rgb
@@ -139,20 +147,32 @@ class Splat(MethodBase):
         if self.config.ssim_lambda > 0:
             loss = loss + self.config.ssim_lambda * (1.0 - ssim_loss_map(rgb, target).mean())
         loss = loss + self.strategy.loss(self.gaussians)
-        self._info = {"means2d": out["means2d"], "radii": out["radii"], "width": width, "height": height}
+        stats: dict[str, Any] = {}
+        if "extra" in out:
+            normal_loss = depth_normal_loss(out["extra"][..., :3], out["alpha"], out["z"],
+                                            batch.camera.intrinsics[0].to(rgb.device))
+            distortion = depth_distortion_loss(out["alpha"], out["z"], out["extra"][..., 3])
+            loss = loss + self.config.depth_normal_weight * normal_loss \
+                + self.config.depth_distortion_weight * distortion
+            stats = {"depth_normal": float(normal_loss.detach()), "depth_distortion": float(distortion.detach())}
+        self._infos.append({"means2d": out["means2d"], "radii": out["radii"], "width": width, "height": height})
         mse = float(torch.mean((rgb.detach() - target) ** 2))
-        return {"loss": loss, "mse": mse, "rays": width * height, "gaussians": self.n_gaussians}
+        return {"loss": loss, "mse": mse, "rays": width * height, "gaussians": self.n_gaussians, **stats}
 
     def after_backward(self, step: int, optimizer: torch.optim.Optimizer) -> None:
-        info, self._info = self._info, None
-        if info is None:
+        """Densify from this step's images (each one's own screen-space gradients; one image per step
+        unless the trainer gives a process several, ``images_per_step``)."""
+        infos, self._infos = self._infos, []
+        if not infos:
             return
-        means2d = info["means2d"]
-        flat = means2d.detach().reshape(-1, 2)       # gsplat hands back (1, N, 2)
-        if means2d.grad is not None:
-            flat.grad = means2d.grad.reshape(-1, 2)
-        info["means2d"] = flat
-        info["radii"] = info["radii"].reshape(-1)
+        for info in infos:
+            means2d = info["means2d"]
+            flat = means2d.detach().reshape(-1, 2)       # gsplat hands back (1, N, 2)
+            if means2d.grad is not None:
+                flat.grad = means2d.grad.reshape(-1, 2)
+            info["means2d"] = flat
+            info["radii"] = info["radii"].reshape(-1)
+        info = infos[0] if len(infos) == 1 else {"views": infos}
         self.strategy.step_post_backward(dict(self.gaussians), optimizer, step, info)
 
     @torch.no_grad()
@@ -199,8 +219,17 @@ class Splat(MethodBase):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # --- rendering ----------------------------------------------------------------------------
-    def _render(self, camera: Cameras, background: Tensor, sh_degree: int) -> dict[str, Any]:
+    def _render(self, camera: Cameras, background: Tensor, sh_degree: int, geometry: bool = False) -> dict[str, Any]:
+        """Render camera 0; ``geometry`` also composites each Gaussian's normal and squared depth
+        (camera axes) into ``extra`` (H, W, 4) for the geometry regularisers."""
         width, height = (int(v) for v in camera.sizes[0])
         device = self.gaussians["means"].device
-        return render_gaussians(dict(self.gaussians), camera.c2w[0].to(device), camera.intrinsics[0].to(device),
-                                width, height, background.to(device), sh_degree, self.settings)
+        c2w = camera.c2w[0].to(device)
+        extra = None
+        if geometry:
+            g = self.gaussians
+            w2c = torch.linalg.inv(c2w)
+            depth = g["means"] @ w2c[2, :3] + w2c[2, 3]
+            extra = torch.cat([gaussian_normals(g["quats"], g["scales"], g["means"], w2c), (depth ** 2)[:, None]], -1)
+        return render_gaussians(dict(self.gaussians), c2w, camera.intrinsics[0].to(device),
+                                width, height, background.to(device), sh_degree, self.settings, extra)

@@ -44,6 +44,9 @@ class SplatConfig(Settings):
         backend: ``auto`` (gsplat on CUDA when importable), ``nerfkit`` or ``gsplat``.
         strategy: ``default`` (3DGS adaptive density control, ``default_strategy``) or ``mcmc``
             (``mcmc``); both use ``refine``.
+        depth_normal_weight, depth_distortion_weight: the 2DGS-style geometry regularisers
+            (:mod:`nerfkit.render.splat_geometry`), 0 = off (the default), from ``geometry_start``
+            (a fraction of training) on.
     """
 
     schedule: Literal["auto", "3dgs", "short"] = "auto"
@@ -67,6 +70,9 @@ class SplatConfig(Settings):
     train_background: Literal["random", "white", "black"] = "random"
     backend: Literal["auto", "nerfkit", "gsplat"] = "auto"
     strategy: Literal["default", "mcmc"] = "default"
+    depth_normal_weight: float = 0.0
+    depth_distortion_weight: float = 0.0
+    geometry_start: float = 0.3
     refine: RefineOptions = field(default_factory=RefineOptions)
     default_strategy: DefaultStrategyOptions = field(default_factory=DefaultStrategyOptions)
     mcmc: MCMCOptions = field(default_factory=MCMCOptions)
@@ -74,6 +80,10 @@ class SplatConfig(Settings):
     def validate(self) -> None:
         if not 0 <= self.sh_degree <= 3:
             raise NerfkitError(f"splat sh_degree must be 0..3, got {self.sh_degree}")
+        if min(self.depth_normal_weight, self.depth_distortion_weight) < 0 or not 0 <= self.geometry_start <= 1:
+            raise NerfkitError("splat depth_normal_weight and depth_distortion_weight must be >= 0 and "
+                               f"geometry_start in [0, 1], got {self.depth_normal_weight}, "
+                               f"{self.depth_distortion_weight}, {self.geometry_start}")
         for name in ("sh_degree_interval", "init_points"):
             value = getattr(self, name)
             if not is_auto(value) and value < 1:

@@ -64,7 +64,7 @@ def ray_length_per_depth(intrinsics: Tensor, width: int, height: int, device: to
 
 def render_gaussians(gaussians: Mapping[str, Tensor], camera_to_world: Tensor, intrinsics: Tensor,
                      width: int, height: int, background: Tensor, sh_degree: int,
-                     settings: RasterSettings) -> dict[str, object]:
+                     settings: RasterSettings, extra_features: Tensor | None = None) -> dict[str, object]:
     """Render one pinhole camera.
 
     Args:
@@ -73,10 +73,13 @@ def render_gaussians(gaussians: Mapping[str, Tensor], camera_to_world: Tensor, i
         camera_to_world: (4, 4) OpenCV axes; intrinsics: (4,) fx, fy, cx, cy (pixels).
         background: (3,) colour behind the Gaussians.
         sh_degree: SH degree in use (0..3).
+        extra_features: (N, K) per-Gaussian values composited like the colour (e.g. normals for a
+            geometry regulariser), or None.
     Returns:
         ``rgb`` (H, W, 3), ``depth`` (H, W) expected distance along the ray (not normalised by
-        alpha, as the NeRF methods), ``alpha`` (H, W), and ``means2d`` (N, 2) (its gradient drives
-        densification) and ``radii`` (N,) screen radius in pixels (0 = not visible).
+        alpha, as the NeRF methods), ``z`` (H, W) the same as camera z, ``alpha`` (H, W), and
+        ``means2d`` (N, 2) (its gradient drives densification) and ``radii`` (N,) screen radius in
+        pixels (0 = not visible); ``extra`` (H, W, K) with ``extra_features``.
     """
     device = gaussians["means"].device
     camera_to_world = camera_to_world.to(device=device, dtype=torch.float32)
@@ -85,25 +88,30 @@ def render_gaussians(gaussians: Mapping[str, Tensor], camera_to_world: Tensor, i
     sh = torch.cat([gaussians["sh0"], gaussians["shN"]], 1)
     opacities = torch.sigmoid(gaussians["opacities"])
     if choose_backend(settings, device) == "gsplat":
-        out = _render_gsplat(gaussians, sh, opacities, world_to_camera, intrinsics, width, height, sh_degree,
-                             settings)
+        out = _render_gsplat(gaussians, sh, opacities, camera_to_world, world_to_camera, intrinsics, width,
+                             height, sh_degree, settings, extra_features)
     else:
         out = _render_nerfkit(gaussians, sh, opacities, camera_to_world, world_to_camera, intrinsics, width,
-                              height, sh_degree, settings)
+                              height, sh_degree, settings, extra_features)
     features, alpha = out["features"], out["alpha"]
     rgb = features[..., :3] + (1.0 - alpha).unsqueeze(-1) * background.to(device)
     depth = features[..., 3] * ray_length_per_depth(intrinsics, width, height, device)
-    return {"rgb": rgb, "depth": depth, "alpha": alpha, "means2d": out["means2d"], "radii": out["radii"]}
+    result = {"rgb": rgb, "depth": depth, "z": features[..., 3], "alpha": alpha, "means2d": out["means2d"],
+              "radii": out["radii"]}
+    if extra_features is not None:
+        result["extra"] = features[..., 4:]
+    return result
 
 
 def _render_nerfkit(gaussians: Mapping[str, Tensor], sh: Tensor, opacities: Tensor, camera_to_world: Tensor,
                     world_to_camera: Tensor, intrinsics: Tensor, width: int, height: int, sh_degree: int,
-                    settings: RasterSettings) -> dict[str, Tensor]:
+                    settings: RasterSettings, extra_features: Tensor | None) -> dict[str, Tensor]:
     projected = project_gaussians(gaussians["means"], gaussians["quats"], gaussians["scales"], opacities,
                                   world_to_camera, intrinsics, width, height, settings.near, settings.eps2d,
                                   settings.antialiased)
     colors = sh_colors(sh, gaussians["means"], camera_to_world[:3, 3], sh_degree)
-    features = torch.cat([colors, projected.depths.unsqueeze(-1)], -1)
+    parts = [colors, projected.depths.unsqueeze(-1)] + ([] if extra_features is None else [extra_features])
+    features = torch.cat(parts, -1)
     tiles = bin_gaussians(projected.means2d.detach(), projected.radii, projected.depths.detach(), width,
                           height, settings.tile_size)
     image, alpha = rasterize(projected.means2d, projected.conics, projected.opacities, features, tiles,
@@ -112,20 +120,27 @@ def _render_nerfkit(gaussians: Mapping[str, Tensor], sh: Tensor, opacities: Tens
             "radii": projected.radii.amax(-1)}
 
 
-def _render_gsplat(gaussians: Mapping[str, Tensor], sh: Tensor, opacities: Tensor, world_to_camera: Tensor,
-                   intrinsics: Tensor, width: int, height: int, sh_degree: int,
-                   settings: RasterSettings) -> dict[str, Tensor]:
+def _render_gsplat(gaussians: Mapping[str, Tensor], sh: Tensor, opacities: Tensor, camera_to_world: Tensor,
+                   world_to_camera: Tensor, intrinsics: Tensor, width: int, height: int, sh_degree: int,
+                   settings: RasterSettings, extra_features: Tensor | None) -> dict[str, Tensor]:
     from gsplat import rasterization
 
     fx, fy, cx, cy = intrinsics.unbind(-1)
     zero, one = torch.zeros_like(fx), torch.ones_like(fx)
     k_matrix = torch.stack([torch.stack([fx, zero, cx]), torch.stack([zero, fy, cy]),
                             torch.stack([zero, zero, one])])
+    colors, degree = sh, sh_degree
+    if extra_features is not None:        # gsplat composites any feature channels without SH
+        colors = torch.cat([sh_colors(sh, gaussians["means"], camera_to_world[:3, 3], sh_degree), extra_features], -1)
+        degree = None
     features, alphas, meta = rasterization(
-        gaussians["means"], gaussians["quats"], torch.exp(gaussians["scales"]), opacities, sh,
+        gaussians["means"], gaussians["quats"], torch.exp(gaussians["scales"]), opacities, colors,
         world_to_camera[None], k_matrix[None], width, height, near_plane=settings.near,
-        eps2d=settings.eps2d, sh_degree=sh_degree, render_mode="RGB+D", packed=False,
+        eps2d=settings.eps2d, sh_degree=degree, render_mode="RGB+D", packed=False,
         rasterize_mode="antialiased" if settings.antialiased else "classic")
+    if extra_features is not None:        # RGB+D puts depth last: move it behind the colours
+        k = extra_features.shape[-1]
+        features = torch.cat([features[..., :3], features[..., -1:], features[..., 3:3 + k]], -1)
     radii = meta["radii"][0]
     if radii.ndim == 2:                 # gsplat >= 1.5 returns per-axis radii
         radii = radii.amax(-1)

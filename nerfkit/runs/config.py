@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from nerfkit.core.errors import NerfkitError
-from nerfkit.core.settings import Settings, apply_overrides, flat_dict, setting_names
+from nerfkit.core.settings import Settings, apply_overrides, auto_field, flat_dict, is_auto, setting_names
 from nerfkit.methods.ngp_config import NGPConfig
 from nerfkit.methods.registry import method_spec
 
@@ -44,6 +44,11 @@ class TrainConfig(Settings):
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         on_nan: a NaN/inf loss or parameter ``stop``s the run or ``rollback``s to the last good
             checkpoint and goes on.
+        logger: training logs in the run folder (:mod:`nerfkit.runs.loggers`): ``auto``
+            (tensorboard when installed, else jsonl), ``tensorboard``, ``jsonl`` or ``none``.
+        log_every: steps between logged training scalars.
+        images_per_step: images in one step of a method that trains on whole images (splat), split
+            among the processes of the run; ``auto``: one per process. Their gradients are averaged.
     """
 
     scene: str = ""
@@ -62,6 +67,9 @@ class TrainConfig(Settings):
     threads: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     on_nan: Literal["stop", "rollback"] = "stop"
+    logger: Literal["auto", "tensorboard", "jsonl", "none"] = "auto"
+    log_every: int = 10
+    images_per_step: int | Literal["auto"] = auto_field()
 
     def validate(self) -> None:
         method_spec(self.method)
@@ -71,6 +79,9 @@ class TrainConfig(Settings):
             (self.checkpoint_every >= 1, f"--checkpoint-every must be at least 1, got {self.checkpoint_every}"),
             (self.eval_every >= 0, f"--eval-every must be >= 0, got {self.eval_every}"),
             (self.threads >= 0, f"--threads must be >= 0, got {self.threads}"),
+            (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
+            (is_auto(self.images_per_step) or self.images_per_step >= 1,
+             f"images_per_step must be auto or at least 1, got {self.images_per_step}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch.nn.functional as F
@@ -19,8 +20,9 @@ from torch import Tensor
 from nerfkit.core.errors import NerfkitError
 from nerfkit.data.sampler import background_color, image_on_background
 from nerfkit.data.scene import Scene
+from nerfkit.image.lpips import LpipsMetric
 from nerfkit.image.metrics import SSIM_WINDOW, psnr, ssim
-from nerfkit.image.visualize import colorize_depth, save_image, to_uint8
+from nerfkit.image.visualize import colorize_depth, save_image, side_by_side, to_uint8
 from nerfkit.methods.base import Method, inference
 
 
@@ -50,7 +52,9 @@ def ground_truth(scene: Scene, index: int, background: Tensor, scale: int = 1) -
 
 
 def evaluate_split(method: Method, scene: Scene, split: str = "test", background: str = "white",
-                   limit: int = 0, out_dir: Path | None = None, scale: int = 1) -> dict:
+                   limit: int = 0, out_dir: Path | None = None, scale: int = 1,
+                   lpips: LpipsMetric | None = None,
+                   on_render: Callable[[str, dict[str, np.ndarray]], None] | None = None) -> dict:
     """Render every image of ``split`` and score it against the ground truth.
 
     Args:
@@ -60,9 +64,13 @@ def evaluate_split(method: Method, scene: Scene, split: str = "test", background
             (``<name>_x2.png``, ``<name>_x2_depth.png``, ``<name>_x2_gt.png``).
         scale: integer downscale factor: render ``(W // scale, H // scale)`` images with
             proportionally wider pixels and score them against the area-downsampled ground truth.
+        lpips: also score LPIPS (``"lpips"`` per image and mean) with its model; when the metric
+            has no model, ``"lpips": None`` and ``"lpips_note"`` (why) are reported instead.
+        on_render: called per image with its name and pictures as (H, W, 3) uint8: ``rgb`` (ground
+            truth | render side by side) and ``depth`` (colour-mapped), e.g. for the training logs.
     Returns:
         ``{"psnr": mean dB, "ssim": mean, "images": [{"name", "psnr", "ssim"}], "seconds_per_image"}``
-        plus ``"split"``, ``"background"`` and ``"scale"``.
+        plus ``"split"``, ``"background"`` and ``"scale"`` (and the LPIPS entries when asked).
     """
     indices = scene.split(split)
     if limit > 0:
@@ -79,13 +87,18 @@ def evaluate_split(method: Method, scene: Scene, split: str = "test", background
             name = Path(scene.image_paths[index]).stem if scene.image_paths else f"{index:05d}"
             per_image.append({"name": name, "index": index, "psnr": psnr(pred, target),
                               "ssim": ssim(pred, target)})
+            if lpips is not None and lpips.model is not None:
+                per_image[-1]["lpips"] = _lpips_or_none(lpips, pred, target)
             if out_dir is not None:
                 out_dir.mkdir(parents=True, exist_ok=True)
                 save_image(out_dir / f"{name}{suffix}.png", to_uint8(pred))
                 save_image(out_dir / f"{name}{suffix}_depth.png", colorize_depth(out["depth"], out["alpha"]))
                 save_image(out_dir / f"{name}{suffix}_gt.png", to_uint8(target))
+            if on_render is not None:
+                on_render(name, {"rgb": side_by_side(to_uint8(target), to_uint8(pred)),
+                                 "depth": colorize_depth(out["depth"], out["alpha"])})
     elapsed = time.perf_counter() - start
-    return {
+    result = {
         "split": split,
         "background": background,
         "scale": scale,
@@ -94,6 +107,31 @@ def evaluate_split(method: Method, scene: Scene, split: str = "test", background
         "images": per_image,
         "seconds_per_image": elapsed / max(len(per_image), 1),
     }
+    if lpips is not None:
+        result.update(lpips_summary(lpips, per_image))
+    return result
+
+
+def _lpips_or_none(metric: LpipsMetric, pred: Tensor, target: Tensor) -> float | None:
+    """LPIPS of one image pair; None for an image too small for the network."""
+    try:
+        return metric.model.distance(pred, target)
+    except ValueError:
+        return None
+
+
+def lpips_summary(metric: LpipsMetric, per_image: list[dict]) -> dict:
+    """``{"lpips": mean or None, "lpips_net": "alex"|"vgg"}`` plus ``"lpips_note"`` (one line)
+    when there is no value."""
+    if metric.model is None:
+        return {"lpips": None, "lpips_net": metric.net, "lpips_note": metric.reason}
+    values = [p["lpips"] for p in per_image if p.get("lpips") is not None]
+    if not values:
+        from nerfkit.image.lpips import MIN_SIZE
+
+        return {"lpips": None, "lpips_net": metric.net,
+                "lpips_note": f"the images are smaller than the {MIN_SIZE} px LPIPS needs"}
+    return {"lpips": float(np.mean(values)), "lpips_net": metric.net}
 
 
 def check_scales_fit(scales: list[int], scene: Scene, split: str) -> None:
@@ -113,7 +151,8 @@ def check_scales_fit(scales: list[int], scene: Scene, split: str) -> None:
                                f"at most {smallest // SSIM_WINDOW}")
 
 
-def evaluate_scales(method: Method, scene: Scene, split: str, background: str, scales: list[int]) -> dict:
+def evaluate_scales(method: Method, scene: Scene, split: str, background: str, scales: list[int],
+                    lpips: LpipsMetric | None = None) -> dict:
     """:func:`evaluate_split` at every scale (Mip-NeRF's multiscale protocol).
 
     Returns:
@@ -121,7 +160,7 @@ def evaluate_scales(method: Method, scene: Scene, split: str, background: str, s
         "ssim": {"f": ssim}}`` with the scales as strings (JSON keys).
     """
     check_scales_fit(scales, scene, split)
-    results = {str(f): evaluate_split(method, scene, split, background, scale=f) for f in scales}
+    results = {str(f): evaluate_split(method, scene, split, background, scale=f, lpips=lpips) for f in scales}
     return {"split": split, "background": background, "scales": results,
             "psnr": {f: r["psnr"] for f, r in results.items()},
             "ssim": {f: r["ssim"] for f, r in results.items()}}

@@ -7,6 +7,8 @@ Layout (docs/design.md, "Run folder")::
         transform.json           the normalising similarity (world -> scene coordinates)
         checkpoints/step-NNNNNNN.pt
         metrics.json, eval-<split>[-multiscale].json
+        training.png             PSNR and loss against training time (written at the end)
+        logs/                    TensorBoard event files, or train.jsonl + images/ (--logger)
         renders/<split>/, exports/, camera_paths/
 
 :class:`RunFolder` is the only place that spells these names; everything that reads or writes a
@@ -41,6 +43,10 @@ class RunFolder:
     RENDERS = "renders"
     EXPORTS = "exports"
     CAMERA_PATHS = "camera_paths"
+    LOGS = "logs"
+    LOG_JSONL = "train.jsonl"         # inside logs/
+    LOG_IMAGES = "images"             # inside logs/ (the jsonl logger's PNGs)
+    PLOT = "training.png"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -124,6 +130,16 @@ class RunFolder:
     @property
     def checkpoints_dir(self) -> Path:
         return self.path / self.CHECKPOINTS
+
+    @property
+    def logs_dir(self) -> Path:
+        """TensorBoard event files (``events.out.tfevents.*``) or ``train.jsonl`` and ``images/``."""
+        return self.path / self.LOGS
+
+    @property
+    def plot_file(self) -> Path:
+        """``training.png``: PSNR and loss against training time."""
+        return self.path / self.PLOT
 
     @property
     def camera_paths_dir(self) -> Path:

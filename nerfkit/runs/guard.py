@@ -27,6 +27,8 @@ MEMORY_FLAGS = {
             "--set log2_table_size=15"),
     "mipnerf": ("--downscale 2", "--set rays_per_batch=512", "--set target_samples=32768",
                 "--set render_chunk=1024", "--set log2_table_size=15"),
+    "neus": ("--downscale 2", "--set target_samples=8192", "--set render_chunk=1024",
+             "--set log2_table_size=15"),
     "splat": ("--downscale 2", "--set cap_max=300000", "--set grad_threshold=0.0004",
               "--set refine_stop=7500", "--set sh_degree=1"),
 }

@@ -27,6 +27,7 @@ from nerfkit.methods.registry import build_method
 from nerfkit.runs.checkpoints import latest_checkpoint, load_checkpoint
 from nerfkit.runs.config import RunConfig, resolve_device
 from nerfkit.runs.folder import RunFolder
+from nerfkit.runs.parallel import ProcessShare
 from nerfkit.runs.trainer import Trainer
 
 Log = Callable[[str], None]
@@ -57,14 +58,17 @@ def load_configured_scene(config: RunConfig) -> Scene:
     return load_scene(config.train.scene, config.train.downscale, config.train.split_every, kind)
 
 
-def start_run(config: RunConfig, log: Log | None = None) -> Trainer:
+def start_run(config: RunConfig, log: Log | None = None, processes: ProcessShare | None = None) -> Trainer:
     """Load the scene, create the run folder with config.yaml and transform.json, build the trainer.
 
     The method's device-dependent ``auto`` settings are filled in first, so ``config.yaml`` records
-    what the run actually used. ``log`` receives one line per event (None: silent).
+    what the run actually used. ``log`` receives one line per event (None: silent). ``processes``:
+    the main process's share of a multi-process run (:func:`nerfkit.runs.distributed.open_trainer`);
+    the run trains on the processes' device.
     """
     config.train.scene = str(scene_path(config, log).resolve())
-    _set_threads(config)
+    _train_where(config, processes)
+    set_threads(config)
     scene = load_configured_scene(config)
     config.method = config.resolved().method
     run = RunFolder.create(Path(config.train.output_dir), scene.name, config.train.method)
@@ -72,17 +76,19 @@ def start_run(config: RunConfig, log: Log | None = None) -> Trainer:
     write_json_atomic(run.transform_file, {**scene.transform_dict(), "has_alpha": scene.has_alpha,
                                            "kind": scene.extras.get("kind")})
     (log or _silent)(f"run folder: {run.path}")
-    return Trainer(config, scene, run, log)
+    return Trainer(config, scene, run, log, processes)
 
 
-def resume_run(path: Path, log: Log | None = None) -> Trainer:
-    """Re-open a run folder (or its parents: the newest run) and load its newest checkpoint."""
+def resume_run(path: Path, log: Log | None = None, processes: ProcessShare | None = None) -> Trainer:
+    """Re-open a run folder (or its parents: the newest run) and load its newest checkpoint
+    (``processes`` as for :func:`start_run`; a run may go on with another number of processes)."""
     run = RunFolder.find(path)
     config = read_run_config(run)
-    _set_threads(config)
+    _train_where(config, processes)
+    set_threads(config)
     scene = load_configured_scene(config)
     _check_same_transform(run, scene)
-    trainer = Trainer(config, scene, run, log)
+    trainer = Trainer(config, scene, run, log, processes)
     with _checkpoint_fits(run):
         resumed = trainer.resume()
     if not resumed:
@@ -107,7 +113,7 @@ def open_run(path: Path | RunFolder) -> OpenedRun:
     """
     run = RunFolder.find(Path(path))
     config = read_run_config(run)
-    _set_threads(config)
+    set_threads(config)
     checkpoint = _newest_intact_checkpoint(run)
     scene = load_configured_scene(config)
     _check_same_transform(run, scene)
@@ -172,9 +178,16 @@ def _check_same_transform(run: RunFolder, scene: Scene) -> None:
                            "(its cameras normalise differently)")
 
 
-def _set_threads(config: RunConfig) -> None:
+def set_threads(config: RunConfig) -> None:
+    """torch's CPU threads as the run asks (0: as they are: all cores, or a process's share)."""
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
+
+
+def _train_where(config: RunConfig, processes: ProcessShare | None) -> None:
+    """A multi-process run trains on its processes' device (``cuda`` on one GPU each, or ``cpu``)."""
+    if processes is not None and processes.world > 1:
+        config.train.device = processes.device.type
 
 
 def _silent(line: str) -> None:

@@ -4,6 +4,10 @@ A run folder ``<output>/<scene>/<method>/<timestamp>/`` holds ``config.yaml``, `
 ``checkpoints/step-NNNNNNN.pt`` (atomic), ``metrics.json`` and ``renders/``. Training stops at
 ``max_steps`` or after ``max_time`` seconds of training (evaluation time excluded); a killed run
 resumes from its newest intact checkpoint with the same step, time, optimizer and random state.
+
+A run on several processes gives the trainer a :class:`~nerfkit.runs.parallel.ProcessShare`: each
+step then trains on this process's share of the batch and joins the others' gradients, and only the
+main process writes checkpoints and metrics and evaluates.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ from nerfkit.runs.guard import (
     is_out_of_memory,
     out_of_memory_message,
 )
+from nerfkit.runs.loggers import TrainingLogger, open_training_logger
+from nerfkit.runs.parallel import ProcessLost, ProcessShare
 
 
 @dataclass
@@ -68,11 +74,13 @@ class Trainer:
         scene: the loaded scene.
         run: an existing run folder (``config.yaml`` and ``transform.json`` already written).
         log: called with one line of text for events (checkpoints, evals); None: silent.
+        processes: this process's share of a multi-process run (None: a single process).
     """
 
     def __init__(self, config: RunConfig, scene: Scene, run: RunFolder | Path,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, processes: ProcessShare | None = None) -> None:
         self.config, self.scene, self.run = config, scene, RunFolder(run)
+        self.processes = processes or ProcessShare()
         self.log = log or (lambda line: None)
         torch.manual_seed(config.train.seed)
         self.device = resolve_device(config.train.device)
@@ -85,10 +93,14 @@ class Trainer:
         # on them, and RGB scenes learn to be opaque, so the eval background cannot show through.
         self.sampler = make_sampler(scene, scene.split("train"), self.method.batch_request(0),
                                     seed=config.train.seed)
+        self.processes.check(self.method.batch_request(0), config.train.images_per_step)
+        self.method.distribute(self.processes)
         self.stats = TrainStats()
         self.after_step: Callable[[], None] | None = None   # e.g. the live viewer's turn to draw
         self.on_nan = config.train.on_nan
         self.rollbacks: dict[Path, int] = {}                 # checkpoint -> times rolled back to it
+        # Logs and training.png (opened by train(); set one beforehand to log elsewhere or not at all).
+        self.logger: TrainingLogger | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -119,7 +131,10 @@ class Trainer:
         self.log(f"resumed from {path} (step {self.stats.step}, {self.stats.train_seconds:.0f} s trained)")
         return True
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        """Write a checkpoint (the main process only; the others return None)."""
+        if not self.processes.is_main:
+            return None
         return save_checkpoint(self.run_dir, self.stats.step, self.state_dict())
 
     # --- loop ---------------------------------------------------------------------------------
@@ -134,22 +149,28 @@ class Trainer:
         return self.progress() >= 1.0
 
     def step(self) -> dict[str, Any]:
-        """One optimisation step; returns the method's outputs (loss detached)."""
+        """One optimisation step; returns the method's outputs (over all processes of the run)."""
         step, progress = self.stats.step, self.progress()
         start = time.perf_counter()
         self.method.before_step(step, progress)
         factor = self.method.lr_factor(step, progress)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * (factor.get(group.get("name", ""), 1.0) if isinstance(factor, dict) else factor)
-        batch = self.sampler.sample(self.method.batch_request(step).rays).to(self.device)
-        out = self.method.train_step(batch, step, progress)
-        check_loss(out["loss"], step + 1)                  # NaN/inf: caught within the step
         self.optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
+        part = self.processes.step_part(self.sampler, self.method.batch_request(step),
+                                        self.config.train.images_per_step)
+        outs = []
+        for batch in part.batches:                       # one, unless a step has several images
+            with self.processes.own_randomness(self.config.train.seed, step):
+                out = self.method.train_step(batch.to(self.device), step, progress)
+            out["loss"].backward()
+            outs.append(out)
+        out = self.processes.combine(self.method, outs, part.weight)   # and the gradients likewise
+        check_loss(out["loss"], step + 1)                  # NaN/inf: caught within the step
         self.method.after_backward(step, self.optimizer)
         self.optimizer.step()
         check_parameters(self.method, step + 1)
-        elapsed = time.perf_counter() - start
+        elapsed = self.processes.end_step(time.perf_counter() - start)
         self._record(out, elapsed)
         return out
 
@@ -177,6 +198,9 @@ class Trainer:
         if self.on_nan == "rollback" and latest_checkpoint(self.run_dir) is None:
             self.save()                                     # something to roll back to
         last_save_time, last_save_step = self.stats.train_seconds, self.stats.step
+        if self.logger is None:                             # only the main process writes logs
+            self.logger = (open_training_logger(train.logger, self.run, train.log_every, self.device, self.log)
+                           if self.processes.is_main else TrainingLogger(None, None))
         try:
             while not self.done():
                 try:
@@ -188,6 +212,7 @@ class Trainer:
                 if self.stats.step % 10 == 0 or self.done():
                     bar.n = min(bar.total, int(self.stats.train_seconds) if by_time else self.stats.step)
                     bar.set_description_str(self._postfix())
+                self.logger.step(self.stats, self.optimizer.param_groups, last=self.done())
                 if train.eval_every > 0 and self.stats.step % train.eval_every == 0:
                     self._quick_eval()
                 if (self.stats.step - last_save_step >= train.checkpoint_every
@@ -196,15 +221,24 @@ class Trainer:
                     last_save_time, last_save_step = self.stats.train_seconds, self.stats.step
                 if self.after_step is not None:
                     self.after_step()
+                if self.processes.stopping:                 # Ctrl-C in a multi-process run
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
             bar.close()
+            self.logger.close()
             path = self.save()
             self.log(f"interrupted at step {self.stats.step}; saved {path} (continue with --resume)")
             raise
+        except ProcessLost as error:
+            bar.close()
+            self.logger.close(plot=False)
+            raise self._lost_message(error) from None
         except NerfkitError:
             bar.close()
+            self.logger.close(plot=False)
             raise
         except RuntimeError as error:                       # torch.OutOfMemoryError included
+            self.logger.close(plot=False)
             if not is_out_of_memory(error):
                 raise
             bar.close()
@@ -212,19 +246,38 @@ class Trainer:
                                                      self.stats.step + 1)) from None
         bar.close()
         self.save()
-        return self.finish()
+        metrics = self.finish()
+        self.logger.test(self.stats.step, metrics)
+        self.logger.close()                                 # and training.png
+        return metrics
 
     def _on_non_finite(self, error: NonFinite) -> None:
-        """Stop with one sentence (keeping the last good checkpoint), or roll back to it."""
-        checkpoint = latest_checkpoint(self.run_dir)
-        count = self.rollbacks.get(checkpoint, 0) if checkpoint is not None else 0
-        if self.on_nan != "rollback" or checkpoint is None or count >= MAX_ROLLBACKS:
-            raise NerfkitError(diverged_message(error, checkpoint, count)) from None
-        self.rollbacks[checkpoint] = count + 1
-        self.load_state_dict(load_checkpoint(checkpoint))
+        """Stop with one sentence (keeping the last good checkpoint), or roll back to it (every
+        process of a run to what the main process read)."""
+        stop, state, checkpoint, rollbacks = None, None, None, 0
+        if self.processes.is_main:
+            checkpoint = latest_checkpoint(self.run_dir)
+            count = self.rollbacks.get(checkpoint, 0) if checkpoint is not None else 0
+            if self.on_nan != "rollback" or checkpoint is None or count >= MAX_ROLLBACKS:
+                stop = diverged_message(error, checkpoint, count)
+            else:
+                self.rollbacks[checkpoint] = count + 1
+                state, rollbacks = load_checkpoint(checkpoint), sum(self.rollbacks.values())
+        stop, state, rollbacks = self.processes.from_main((stop, state, rollbacks))
+        if stop is not None:
+            raise self.processes.stop_error(stop) from None
+        self.load_state_dict(state)
         # A different batch order from here on, so the same batch does not diverge again.
-        self.sampler.generator.manual_seed(self.config.train.seed + 7919 * sum(self.rollbacks.values()))
+        self.sampler.generator.manual_seed(self.config.train.seed + 7919 * rollbacks)
         self.log(f"training diverged at {error}; rolled back to {checkpoint} (step {self.stats.step})")
+
+    def _lost_message(self, error: ProcessLost) -> NerfkitError:
+        """One sentence for a run whose other process ended: where it stopped, how to go on."""
+        checkpoint = latest_checkpoint(self.run_dir) if self.processes.is_main else None
+        kept = (f"resume it from its last checkpoint '{checkpoint}' with: nerfkit train --resume "
+                f"{self.run_dir} --nproc {self.processes.world}" if checkpoint is not None
+                else "no checkpoint had been written yet")
+        return self.processes.stop_error(f"training stopped at step {self.stats.step + 1}: {error}; {kept}")
 
     def _postfix(self) -> str:
         stats = self.stats
@@ -237,22 +290,36 @@ class Trainer:
                 f"{extra} eta {eta_text}")
 
     def _quick_eval(self) -> None:
-        result = evaluate_split(self.method, self.scene, "val", self.config.train.eval_background, limit=1)
+        if not self.processes.is_main:
+            return
+        images: dict = {}
+        result = evaluate_split(self.method, self.scene, "val", self.config.train.eval_background, limit=1,
+                                on_render=lambda name, pictures: images.update(
+                                    {f"eval/{kind}": picture for kind, picture in pictures.items()}))
+        if self.logger is not None:
+            self.logger.eval(self.stats.step, self.stats.train_seconds, result["psnr"], result["ssim"], images)
         self.stats.eval_psnr = result["psnr"]
         self.stats.history.append({"step": self.stats.step, "train_seconds": self.stats.train_seconds,
                                    "eval_psnr": result["psnr"]})
         self.log(f"step {self.stats.step}: eval PSNR {result['psnr']:.2f} dB")
 
     def finish(self) -> dict[str, Any]:
-        """Full test-split evaluation, renders and ``metrics.json``."""
+        """Full test-split evaluation, renders and ``metrics.json`` (by the main process; the others
+        return only their step count)."""
+        if not self.processes.is_main:
+            return {"steps": self.stats.step}
+        from nerfkit.image.lpips import load_lpips
+
         result = evaluate_split(self.method, self.scene, "test", self.config.train.eval_background,
-                                out_dir=self.run.renders("test"))
+                                out_dir=self.run.renders("test"), lpips=load_lpips("alex", device=self.device))
         metrics = {
             "scene": self.scene.name, "method": self.method.name, "steps": self.stats.step,
             "train_seconds": round(self.stats.train_seconds, 2),
             "rays_per_second": round(self.stats.rays_seen / max(self.stats.train_seconds, 1e-9), 1),
-            "psnr": result["psnr"], "ssim": result["ssim"], "test_images": len(result["images"]),
-            **self.stats.extra,
+            "psnr": result["psnr"], "ssim": result["ssim"],
+            **{key: result[key] for key in ("lpips", "lpips_net", "lpips_note") if key in result},
+            "test_images": len(result["images"]),
+            **self.stats.extra, **self.processes.metrics(),
             "eval_background": result["background"], "per_image": result["images"],
             "history": self.stats.history,
         }

@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 import viser
 
+from nerfkit.viewer.access import AccessGate
 from nerfkit.viewer.camera_math import image_size, matrix_to_pose, pose_to_matrix
 from nerfkit.viewer.display import to_display
 from nerfkit.viewer.keyframes import KeyframeOptions, KeyframePanel
@@ -68,6 +69,8 @@ class ViewerOptions:
         crop_box: (2, 3) default crop box (min, max).
         control: pause/resume switch for a training loop, or None for a finished run.
         keyframes: camera-path panel options, or None to hide the panel.
+        token: the access token every browser must offer (:mod:`nerfkit.viewer.access`; viser then
+            listens on 127.0.0.1 behind the token gate on ``host:port``), or None: open.
     """
 
     host: str = "127.0.0.1"
@@ -83,6 +86,7 @@ class ViewerOptions:
     crop_box: np.ndarray = field(default_factory=lambda: np.array([[-1.0] * 3, [1.0] * 3]))
     control: TrainingControl | None = None
     keyframes: KeyframeOptions | None = None
+    token: str | None = None
 
 
 @dataclass
@@ -113,8 +117,18 @@ class ViewerServer:
         self.frames_drawn = 0
         self._last_error = ""
         self._seconds_per_pixel = 0.0          # running estimate of the render cost
+        self._gate: AccessGate | None = None
         with contextlib.redirect_stdout(io.StringIO()):     # viser's banner; the owner prints the URL
-            self.server = viser.ViserServer(host=options.host, port=options.port, verbose=False)
+            if options.token:                               # behind the gate: loopback only
+                self.server = viser.ViserServer(host="127.0.0.1", port=0, verbose=False)
+            else:
+                self.server = viser.ViserServer(host=options.host, port=options.port, verbose=False)
+        if options.token:
+            try:
+                self._gate = AccessGate(options.host, options.port, self.server.get_port(), options.token)
+            except OSError:
+                self.server.stop()
+                raise
         self._scale = _frustum_scale(options.training_views, options.crop_box)
         if options.up is not None:
             self.server.scene.set_up_direction(np.asarray(options.up, dtype=np.float64))
@@ -135,13 +149,22 @@ class ViewerServer:
     # --- public -------------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        host = self.server.get_host()
+        """Where browsers open the viewer (with ``?token=...`` when one is required)."""
+        host = self._options.host if self._gate is not None else self.server.get_host()
         shown = "localhost" if host in ("127.0.0.1", "localhost", "0.0.0.0") else host
-        return f"http://{shown}:{self.server.get_port()}/"
+        if ":" in shown:
+            shown = f"[{shown}]"                               # an IPv6 address
+        token = f"?token={self._options.token}" if self._gate is not None else ""
+        return f"http://{shown}:{self.port}/{token}"
 
     @property
     def port(self) -> int:
-        return self.server.get_port()
+        return self._gate.port if self._gate is not None else self.server.get_port()
+
+    @property
+    def client_count(self) -> int:
+        """Browsers connected to viser now (behind a gate: only those that offered the token)."""
+        return len(self.server.get_clients())
 
     def submit(self, job: Callable[[], None]) -> None:
         """Run ``job`` on the render thread at its next :meth:`render_once` (e.g. a video)."""
@@ -191,6 +214,8 @@ class ViewerServer:
 
     def close(self) -> None:
         self._stop.set()
+        if self._gate is not None:
+            self._gate.close()
         self.server.stop()
 
     # --- browsers -----------------------------------------------------------------------------

@@ -205,3 +205,26 @@ def test_bad_splat_settings_are_one_sentence_errors(tiny_demo, tmp_path, capsys,
     err = capsys.readouterr().err.strip()
     assert err.startswith("nerfkit: error:") and message in err and "Traceback" not in err
     assert len(err.splitlines()) == 1
+
+
+def test_geometry_regularisers_start_on_time_and_flatten_the_depth(tiny_demo, tmp_path):
+    """With the 2DGS-style terms on, they appear from ``geometry_start`` on, and the trained depth
+    layers are thinner (a lower depth distortion) than without them."""
+    def distortion_after(*extra: str) -> tuple[list[str], float]:
+        trainer = start_run(_config(tiny_demo, tmp_path / str(len(extra)), 80, "init_points=300", *extra), log=_quiet)
+        seen = []
+        for _ in range(80):
+            seen.append(sorted(key for key in trainer.step() if key.startswith("depth_")))
+        method = trainer.method
+        camera = trainer.scene.cameras[trainer.scene.split("train")[0]]
+        with torch.no_grad():
+            out = method._render(camera, torch.ones(3), method.sh_degree_in_use, geometry=True)
+        from nerfkit.render.splat_geometry import depth_distortion_loss
+
+        return seen, float(depth_distortion_loss(out["alpha"], out["z"], out["extra"][..., 3]))
+
+    seen, with_terms = distortion_after("depth_normal_weight=0.05", "depth_distortion_weight=50",
+                                        "geometry_start=0.5")
+    assert seen[0] == [] and seen[39] == [] and seen[40] == ["depth_distortion", "depth_normal"]
+    _, without = distortion_after()
+    assert with_terms < 0.8 * without, (with_terms, without)

@@ -3,7 +3,9 @@ chromium driven by playwright (never downloading a browser).
 
 The page must show the rendered scene (not a blank or background-only canvas), the live stats,
 and a new picture after the camera is dragged. With NERFKIT_SAVE_SCREENSHOT=1 the screenshot is
-written to docs/viewer.png (the README shows it).
+written to docs/viewer.png (the README shows it); NERFKIT_SCREENSHOT_RUN=RUN takes it of that run
+(e.g. a properly trained object-a splat) instead of the tiny test run, at
+NERFKIT_SCREENSHOT_RESOLUTION pixels (the viewer's --resolution).
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ def _save_screenshot(page, cameras) -> None:
     for close in page.locator(".mantine-Notification-root button").all():
         close.click()
     cameras.check()
-    page.wait_for_timeout(6000)                    # the still camera refines to full resolution
+    # the still camera refines to full resolution (a large one of a real run takes longer on a CPU)
+    page.wait_for_timeout(30000 if os.environ.get("NERFKIT_SCREENSHOT_RESOLUTION") else 6000)
     DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(DOCS_SCREENSHOT))
     cameras.uncheck()
@@ -132,7 +135,9 @@ def _wait_for(page, condition, what: str) -> np.ndarray:
 
 @pytest.mark.timeout(300)
 def test_browser_shows_the_scene_and_follows_the_camera(viewer_run, tmp_path):
-    process, url = _start(["view", str(viewer_run), "--port", "0"])
+    run = os.environ.get("NERFKIT_SCREENSHOT_RUN") or str(viewer_run)
+    resolution = os.environ.get("NERFKIT_SCREENSHOT_RESOLUTION")
+    process, url = _start(["view", run, "--port", "0", *(["--resolution", resolution] if resolution else [])])
     try:
         with _page(url, tmp_path) as page:
             page.wait_for_selector("canvas", timeout=WAIT_SECONDS * 1000)
@@ -194,3 +199,31 @@ def test_browser_watches_training_and_pauses_it(tiny_demo, tmp_path):
         code = _stop(process)
     assert code == 130, f"Ctrl-C during training should exit 130 (checkpoint saved), got {code}"
     assert list((tmp_path / "out").glob("*/ngp/*/checkpoints/step-*.pt")), "no checkpoint after Ctrl-C"
+
+
+@pytest.mark.timeout(300)
+def test_browser_needs_the_token_when_one_is_required(viewer_run, tmp_path):
+    """`--token` (what a non-loopback --host turns on by itself): without it the browser gets only a
+    403 page, no viewer, no controls; with the printed URL the scene shows, and afterwards the
+    cookie alone lets the same browser in."""
+    process, url = _start(["view", str(viewer_run), "--port", "0", "--token", "browser-secret"])
+    assert url.endswith("/?token=browser-secret"), url
+    bare = url.split("?")[0]
+    try:
+        with _page(bare, tmp_path) as page:
+            for attempt in (bare, bare + "?token=wrong"):
+                page.goto(attempt)
+                assert "access token" in page.inner_text("body"), attempt
+                assert page.locator("canvas").count() == 0
+                assert page.get_by_role("button").count() == 0 and "step" not in page.inner_text("body")
+            page.goto(url)
+            cameras = page.get_by_label("Training cameras")
+            cameras.wait_for(timeout=WAIT_SECONDS * 1000)
+            cameras.uncheck()
+            _wait_for(page, lambda p: _scene_fraction(p) > 0.10, "the rendered scene with the token")
+            page.get_by_text("finished run").wait_for(timeout=WAIT_SECONDS * 1000)
+            page.goto(bare)                                  # the cookie from the first visit
+            page.get_by_text("finished run").wait_for(timeout=WAIT_SECONDS * 1000)
+    finally:
+        code = _stop(process)
+    assert code == 0, f"nerfkit view exited with {code} after Ctrl-C"

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from nerfkit.core.errors import NerfkitError
+from nerfkit.methods.base import CrossProcess
 from nerfkit.methods.strategies.default import DefaultStrategy
 from nerfkit.methods.strategies.mcmc import MCMCStrategy
 from nerfkit.methods.strategies.options import DefaultStrategyOptions, MCMCOptions, RefineOptions
@@ -34,6 +35,11 @@ class Strategy(Protocol):
         ...
 
     def is_refine_step(self, step: int) -> bool:
+        ...
+
+    def distribute(self, across: CrossProcess) -> None:
+        """Train as one of several processes: statistics kept across steps are combined with
+        ``across`` so that every process edits the same Gaussians."""
         ...
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from nerfkit.methods.base import CrossProcess, OneProcess
 from nerfkit.methods.strategies.options import DefaultStrategyOptions, RefineOptions
 from nerfkit.methods.strategies.rows import Params, append_rows, keep_rows, zero_state
 from nerfkit.render.gaussians import quat_to_rotmat
@@ -26,7 +27,12 @@ class DefaultStrategy:
     transparent (opacity < ``prune_opacity``) or, after the first reset period (step >
     ``reset_every``), when larger than ``prune_scale3d`` x extent or (step < ``refine_scale2d_stop``)
     wider on screen than ``prune_scale2d``. Opacities are capped at 2 x ``prune_opacity`` at resets.
+
+    In a run on several processes each step's statistics are summed (radii: maxed) over the
+    processes' images before they are added, so every process grows and prunes the same Gaussians.
     """
+
+    across: CrossProcess = OneProcess()
 
     def __init__(self, refine: RefineOptions, options: DefaultStrategyOptions, scene_extent: float) -> None:
         self.refine, self.options = refine, options
@@ -34,6 +40,9 @@ class DefaultStrategy:
         self.grad2d: Tensor | None = None        # (N,)
         self.count: Tensor | None = None         # (N,)
         self.max_radii: Tensor | None = None     # (N,)
+
+    def distribute(self, across: CrossProcess) -> None:
+        self.across = across
 
     def is_accumulate_step(self, step: int) -> bool:
         return step < self.refine.refine_stop
@@ -76,22 +85,39 @@ class DefaultStrategy:
         return stats
 
     def accumulate(self, params: Params, info: dict[str, Any]) -> None:
-        """Add this step's screen-space gradients (N, 2) of visible Gaussians to the statistics."""
+        """Add this step's screen-space gradients of visible Gaussians to the statistics, summed
+        over the step's images and processes (:meth:`step_statistics`)."""
         self._ensure_stats(params)
-        means2d = info.get("means2d")
-        if means2d is None or means2d.grad is None:
-            return
-        grad = means2d.grad.detach().reshape(-1, 2).clone()
-        grad[:, 0] *= info["width"] / 2.0
-        grad[:, 1] *= info["height"] / 2.0
-        radii = info["radii"].detach()
-        if radii.dim() == 2:                     # per-axis radii (newer gsplat)
-            radii = radii.max(-1).values
-        visible = radii > 0
-        self.grad2d[visible] += grad[visible].norm(dim=-1)
-        self.count[visible] += 1
-        scaled = radii.float() / float(max(info["width"], info["height"]))
-        torch.maximum(self.max_radii, scaled, out=self.max_radii)
+        grad2d, count, max_radii = self.step_statistics(info, params["means"].shape[0])
+        totals = self.across.sum(torch.stack([grad2d, count]))
+        self.grad2d += totals[0]
+        self.count += totals[1]
+        torch.maximum(self.max_radii, self.across.max(max_radii), out=self.max_radii)
+
+    def step_statistics(self, info: dict[str, Any], n: int) -> tuple[Tensor, Tensor, Tensor]:
+        """One process's step: (N,) sums of screen-space gradient norms (NDC units) and visibility
+        counts, and (N,) largest screen radii / max(width, height), over its images.
+
+        ``info`` is one image's ``means2d`` (N, 2, with ``.grad``), ``radii`` (N,) or (N, 2) and
+        ``width``, ``height``, or ``{"views": [such dicts]}``. An image without gradients adds nothing.
+        """
+        grad2d, count = self.grad2d.new_zeros(n), self.grad2d.new_zeros(n)
+        max_radii = self.grad2d.new_zeros(n)
+        for view in info.get("views", [info]):
+            means2d = view.get("means2d")
+            if means2d is None or means2d.grad is None:
+                continue
+            grad = means2d.grad.detach().reshape(-1, 2).clone()
+            grad[:, 0] *= view["width"] / 2.0
+            grad[:, 1] *= view["height"] / 2.0
+            radii = view["radii"].detach()
+            if radii.dim() == 2:                     # per-axis radii (newer gsplat)
+                radii = radii.max(-1).values
+            visible = radii > 0
+            grad2d[visible] += grad[visible].norm(dim=-1)
+            count[visible] += 1
+            torch.maximum(max_radii, radii.float() / float(max(view["width"], view["height"])), out=max_radii)
+        return grad2d, count, max_radii
 
     def grow(self, params: Params, optimizer: torch.optim.Optimizer) -> dict[str, int]:
         """Clone small and split large Gaussians with a high mean screen gradient."""

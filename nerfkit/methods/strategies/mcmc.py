@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from nerfkit.methods.base import CrossProcess
 from nerfkit.methods.strategies.options import MCMCOptions, RefineOptions
 from nerfkit.methods.strategies.rows import Params, append_rows, group_lr, sample_proportional, write_rows
 from nerfkit.render.gaussians import covariance_3d
@@ -66,6 +67,10 @@ class MCMCStrategy:
     def __init__(self, refine: RefineOptions, options: MCMCOptions, scene_extent: float) -> None:
         self.refine, self.options = refine, options
         self.extent = float(scene_extent)
+
+    def distribute(self, across: CrossProcess) -> None:
+        """Nothing to combine: relocation and noise read only the parameters and the global RNG,
+        the same on every process of a run."""
 
     def is_refine_step(self, step: int) -> bool:
         return self.refine.is_refine_step(step)
