@@ -1,11 +1,15 @@
-"""Throughput of nerfkit's CUDA kernels against their PyTorch twins (and nerfacc / tiny-cuda-nn when
-importable), as a markdown table.
+"""Throughput of nerfkit's native kernels (CUDA or CPU) against their PyTorch twins (and nerfacc /
+tiny-cuda-nn when importable on CUDA), as a markdown table.
 
-    python bench/bench_kernels.py            # realistic sizes: 2^18 rays, 2^21 samples, 2^21 points x 16 levels
-    python bench/bench_kernels.py --quick    # 16x smaller, for a smoke run
+    python bench/bench_kernels.py                 # CUDA when present, else the CPU extension
+    python bench/bench_kernels.py --device cpu    # the g++/OpenMP build of the same sources
+    python bench/bench_kernels.py --quick         # 16x smaller, for a smoke run
 
-Times are the median of CUDA-event-timed calls after a warm-up; "fwd+bwd" includes the backward.
-Without a GPU it prints one line and exits 0. (The end-to-end training benchmark is a separate script.)
+Realistic sizes are 2^18 rays, 2^21 samples, 2^21 points x 16 levels on CUDA and 16x fewer on the
+CPU (``--quick`` divides by 16 again). Times are the median of calls after a warm-up (CUDA events
+on the GPU, ``perf_counter`` on the CPU); "fwd+bwd" includes the backward. Each row prints the
+work it did (rays, samples, points), so "same work" is visible. The end-to-end training benchmark
+is a separate script.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from typing import Callable
 
 import torch
 
-from nerfkit.ops import composite_ref, hash_encode_ref, level_layout, march_rays_ref, ray_aabb_intersect_ref
+from nerfkit.ops import (composite_ref, hash_encode_position_grad_ref, hash_encode_ref, level_layout, march_rays_ref,
+                         ray_aabb_intersect_ref)
 
 
 @dataclass
@@ -196,6 +201,20 @@ def bench_hash(rows, device, n_points, repeat, native):
         impls["kernel"] = native.hash_encode_native
     for name, fn in impls.items():
         _measure(rows, "hash_encode fwd+bwd", size, name, fwd_bwd(fn), n_points, "points", device, repeat)
+    grad_out = torch.randn(n_points, 2 * n_levels, device=device)
+
+    def position_grad(fn):
+        def run():
+            t, g = table.detach().requires_grad_(True), grad_out.detach().requires_grad_(True)
+            fn(x, t, g, offsets, resolutions).square().sum().backward()
+        return run
+
+    impls = {"twin": hash_encode_position_grad_ref}
+    if native is not None:
+        impls["kernel"] = native.hash_encode_position_grad_native
+    for name, fn in impls.items():
+        _measure(rows, "hash position grad fwd+bwd", size, name, position_grad(fn), n_points, "points", device,
+                 repeat)
     tcnn = _try_import("tinycudann")
     if tcnn is not None and device == "cuda":
         try:
@@ -209,6 +228,33 @@ def bench_hash(rows, device, n_points, repeat, native):
                      lambda: encoding(x).float().sum().backward(), n_points, "points", device, repeat)
 
 
+def bench_rasterizer(rows, device, n_gaussians, repeat):
+    """The splat tile rasterizer, forward + backward, at 400 x 400 px (CPU: the native kernel)."""
+    if device != "cpu":
+        return
+    from nerfkit.render.splat_raster import bin_gaussians, rasterize, rasterize_ref
+    g = torch.Generator().manual_seed(2)
+    width = height = 400
+    means2d = torch.rand(n_gaussians, 2, generator=g) * torch.tensor([width, height])
+    scale = torch.rand(n_gaussians, generator=g) * 4 + 1                     # 1..5 px standard deviation
+    conics = torch.stack([1 / scale ** 2, torch.zeros_like(scale), 1 / scale ** 2], dim=-1)
+    radii = (3 * scale).ceil().int()[:, None].expand(-1, 2).contiguous()
+    opacities = torch.rand(n_gaussians, generator=g) * 0.9
+    features = torch.rand(n_gaussians, 4, generator=g)
+    tiles = bin_gaussians(means2d, radii, torch.rand(n_gaussians, generator=g), width, height)
+    size = f"{n_gaussians} Gaussians, {width}x{height} px, {int(tiles.gaussian_ids.numel())} tile entries"
+
+    def fwd_bwd(fn):
+        def run():
+            inputs = [t.detach().requires_grad_(True) for t in (means2d, conics, opacities, features)]
+            image, alpha = fn(*inputs, tiles, width, height)
+            (image.sum() + alpha.sum()).backward()
+        return run
+
+    for name, fn in (("twin", rasterize_ref), ("kernel", rasterize)):
+        _measure(rows, "rasterize fwd+bwd", size, name, fwd_bwd(fn), width * height, "pixels", device, repeat)
+
+
 def _try_import(name: str):
     try:
         return __import__(name)
@@ -219,16 +265,15 @@ def _try_import(name: str):
 # ---------------------------------------------------------------- table
 
 def run(device: str, quick: bool, repeat: int) -> list[Row]:
-    native = None
-    if device == "cuda":
-        from nerfkit.ops import _native, _native_build
-        _native_build.build()
-        native = _native
-    scale = 16 if quick else 1
+    from nerfkit.ops import _native, _native_build
+    _native_build.build(device)
+    native = _native
+    scale = (16 if quick else 1) * (16 if device == "cpu" else 1)
     rows: list[Row] = []
     bench_marching(rows, device, (1 << 18) // scale, repeat, native)
     bench_compositing(rows, device, (1 << 18) // scale, (1 << 21) // scale, repeat, native)
     bench_hash(rows, device, (1 << 21) // scale, repeat, native)
+    bench_rasterizer(rows, device, (1 << 16) // (16 if quick else 1), repeat)
     return rows
 
 
@@ -242,7 +287,7 @@ def markdown(rows: list[Row]) -> str:
         rate = r.items / (r.ms * 1e-3)
         base = twin_ms.get((r.op, r.size))
         speedup = f"{base / r.ms:.1f}x" if base else ""
-        lines.append(f"| {r.op} | {r.size} | {r.impl} | {r.ms:.3f} | {rate / 1e6:.1f} M {r.unit}/s | {speedup} |")
+        lines.append(f"| {r.op} | {r.size} | {r.impl} | {r.ms:.3f} | {rate / 1e6:.2f} M {r.unit}/s | {speedup} |")
     return "\n".join(lines)
 
 
@@ -250,12 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="16x smaller sizes")
     parser.add_argument("--repeat", type=int, default=20, help="timed calls per entry (fewer for slow ones)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
-        print("bench_kernels: needs a CUDA GPU (torch.cuda.is_available() is False); nothing measured.")
-        return 0
-    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}\n")
-    print(markdown(run("cuda", args.quick, args.repeat)))
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        print("bench_kernels: --device cuda needs a CUDA GPU (torch.cuda.is_available() is False).")
+        return 2
+    name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {name}, torch {torch.__version__}\n")
+    print(markdown(run(device, args.quick, args.repeat)))
     return 0
 
 
