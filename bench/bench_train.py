@@ -65,6 +65,7 @@ def main() -> None:
         count = f"{gaussians:,}" if isinstance(gaussians, int) else gaussians
         print(f"| {seconds:.0f} | {step} | {steps_s:.2f} | {rays_s:,.0f} | {count} | {psnr:.2f} | {ssim:.4f} "
               f"| {eval_s:.0f} | {memory} |")
+    trainer.save()   # a checkpoint, so the run opens in bench_viewer.py --run / nerfkit eval
     print(f"run folder: {trainer.run_dir}")
 
 
