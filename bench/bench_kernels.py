@@ -18,14 +18,20 @@ import argparse
 import math
 import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Callable
 
 import torch
 
-from nerfkit.ops import (composite_ref, hash_encode_position_grad_ref, hash_encode_ref, level_layout, march_rays_ref,
-                         ray_aabb_intersect_ref)
+from nerfkit.ops import (
+    composite_ref,
+    hash_encode_position_grad_ref,
+    hash_encode_ref,
+    level_layout,
+    march_rays_ref,
+    ray_aabb_intersect_ref,
+)
 
 
 @dataclass
@@ -45,24 +51,35 @@ def _sync(device: str) -> None:
 
 
 def time_ms(fn: Callable[[], object], device: str, repeat: int, budget_s: float = 2.0) -> float:
-    """Median milliseconds per call of ``fn`` (one warm-up; fewer repeats for slow calls)."""
+    """Median milliseconds per call of ``fn``.
+
+    One warm-up call, then ``repeat`` timings (fewer for slow calls), each over enough back-to-back
+    calls to last about 2 ms (so one CUDA event pair or ``perf_counter`` pair spans many launches
+    of a fast kernel, not its launch latency).
+    """
+    import time
     fn()
     _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    calls = max(1, min(1000, math.ceil(2e-3 / max(time.perf_counter() - t0, 1e-7))))
     times = []
     for _ in range(repeat):
         if device == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            fn()
+            for _ in range(calls):
+                fn()
             end.record()
             torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
+            times.append(start.elapsed_time(end) / calls)
         else:
-            import time
             t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-        if sum(times) > budget_s * 1e3:
+            for _ in range(calls):
+                fn()
+            times.append((time.perf_counter() - t0) * 1e3 / calls)
+        if sum(times) * calls > budget_s * 1e3:
             break
     return statistics.median(times)
 
@@ -278,16 +295,18 @@ def run(device: str, quick: bool, repeat: int) -> list[Row]:
 
 
 def markdown(rows: list[Row]) -> str:
-    lines = ["| op | size | impl | ms / call | throughput | vs twin |", "|---|---|---|---:|---:|---:|"]
+    lines = ["| op | size | impl | work / call | ms / call | throughput | vs twin |",
+             "|---|---|---|---:|---:|---:|---:|"]
     twin_ms = {(r.op, r.size): r.ms for r in rows if r.impl == "twin" and r.ms}
     for r in rows:
         if r.ms is None:
-            lines.append(f"| {r.op} | {r.size} | {r.impl} | failed | {r.note} | |")
+            lines.append(f"| {r.op} | {r.size} | {r.impl} | {r.items:,} {r.unit} | failed | {r.note} | |")
             continue
         rate = r.items / (r.ms * 1e-3)
         base = twin_ms.get((r.op, r.size))
         speedup = f"{base / r.ms:.1f}x" if base else ""
-        lines.append(f"| {r.op} | {r.size} | {r.impl} | {r.ms:.3f} | {rate / 1e6:.2f} M {r.unit}/s | {speedup} |")
+        lines.append(f"| {r.op} | {r.size} | {r.impl} | {r.items:,} {r.unit} | {r.ms:.3f} | "
+                     f"{rate / 1e6:.2f} M {r.unit}/s | {speedup} |")
     return "\n".join(lines)
 
 

@@ -12,11 +12,10 @@ mean (Chamfer), and the F-score at 0.5 % and 1 % of the truth's bounding-box dia
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import numpy as np
-
-import time
 
 from nerfkit.export.mesh import MeshOptions, export_mesh
 from nerfkit.export.mesh_io import read_mesh
