@@ -219,6 +219,14 @@ def bench_hash(rows, device, n_points, repeat, native):
     for name, fn in impls.items():
         _measure(rows, "hash_encode fwd+bwd", size, name, fwd_bwd(fn), n_points, "points", device, repeat)
     grad_out = torch.randn(n_points, 2 * n_levels, device=device)
+    if device == "cpu" and native is not None:
+        # The CPU table-gradient scatter strategies (cuda/cpu_hash.cpp), on the backward alone.
+        from nerfkit.ops import _native_build
+        ext = _native_build.build("cpu")
+        for code, label in ((0, "kernel, auto (level split)"), (1, "kernel, private partials"), (2, "kernel, atomics")):
+            _measure(rows, "hash table gradient", size, label,
+                     lambda c=code: ext.hash_encode_bwd(x, grad_out, offsets, resolutions, int(offsets[-1]), 2, c),
+                     n_points, "points", device, repeat)
 
     def position_grad(fn):
         def run():
