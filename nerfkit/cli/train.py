@@ -16,6 +16,8 @@ TRAIN_FLAGS = {  # flag -> (TrainConfig setting, type, help)
     "--downscale": ("downscale", float, "divide image sizes by this on load (2 = half)"),
     "--split-every": ("split_every", int, "every Nth image is a test image when the scene has no splits"),
     "--scene-kind": ("scene_kind", str, "auto | object | unbounded"),
+    "--masks": ("masks", str, "alpha: the scene's masks/ folder becomes the images' alpha channel (an object on a "
+                "transparent background) | off (default)"),
     "--eval-every": ("eval_every", int, "steps between quick one-image evals (0 = off)"),
     "--checkpoint-every": ("checkpoint_every", int, "steps between checkpoints"),
     "--seed": ("seed", int, "random seed"),

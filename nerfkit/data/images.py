@@ -120,6 +120,31 @@ def check_images_exist(paths: Sequence[Path], listing: Path) -> None:
             f"(image '{missing[0]}' is missing)")
 
 
+def mask_alpha(path: Path, width: int, height: int) -> np.ndarray:
+    """A mask file as uint8 (H, W) alpha: 0 = background, 255 = the photo counts.
+
+    Args:
+        path: the mask image (any format; grey, RGB or RGBA: the mean of its colour channels).
+        width, height: the size of its photo, which the mask must have.
+    Raises:
+        NerfkitError: naming the file when it cannot be read or has another size.
+    """
+    mask = read_image(path)
+    if (mask.shape[1], mask.shape[0]) != (width, height):
+        raise NerfkitError(f"mask '{path}' is {mask.shape[1]}x{mask.shape[0]} pixels but its photo is "
+                           f"{width}x{height} (a mask must have its photo's size)")
+    grey = mask[..., :3].astype(np.uint16).sum(axis=2) // 3
+    return grey.astype(np.uint8)
+
+
+def with_alpha(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """(H, W, 3|4) uint8 photo and (H, W) uint8 mask -> (H, W, 4) with the mask as alpha (an alpha
+    the photo already has is multiplied by the mask)."""
+    if image.shape[2] == 4:
+        alpha = (image[..., 3].astype(np.uint16) * alpha // 255).astype(np.uint8)
+    return np.ascontiguousarray(np.concatenate([image[..., :3], alpha[..., None]], axis=2))
+
+
 def _is_file(path: Path) -> bool:
     """``path.is_file()``, False for names the file system refuses (too long, NUL bytes)."""
     try:
@@ -134,7 +159,7 @@ def _default_workers() -> int:
 
 def load_images(paths: Sequence[Path], expected_sizes: np.ndarray | None = None,
                 out_sizes: np.ndarray | None = None, size_source: str | Path | None = None,
-                workers: int | None = None) -> list[np.ndarray]:
+                workers: int | None = None, mask_paths: Sequence[Path] | None = None) -> list[np.ndarray]:
     """Read many images in a thread pool, check their sizes and downscale them.
 
     Args:
@@ -144,8 +169,10 @@ def load_images(paths: Sequence[Path], expected_sizes: np.ndarray | None = None,
         out_sizes: (N, 2) int ``width, height`` to resize to (area averaging), or None to keep.
         size_source: the file the expected sizes come from, named in the size-mismatch error.
         workers: threads (decoding releases the GIL); default twice the CPU count, at most 16.
+        mask_paths: N mask files to become the images' alpha channel (:func:`mask_alpha`), applied
+            before the downscale (which averages premultiplied colour), or None.
     Returns:
-        N uint8 arrays (H', W', 3|4).
+        N uint8 arrays (H', W', 3|4) (always 4 channels with ``mask_paths``).
     """
     source = f" in '{size_source}'" if size_source is not None else ""
 
@@ -157,6 +184,8 @@ def load_images(paths: Sequence[Path], expected_sizes: np.ndarray | None = None,
                 raise NerfkitError(
                     f"image '{paths[index]}' is {image.shape[1]}x{image.shape[0]} pixels but its "
                     f"camera{source} is {width}x{height}")
+        if mask_paths is not None:
+            image = with_alpha(image, mask_alpha(Path(mask_paths[index]), image.shape[1], image.shape[0]))
         if out_sizes is not None:
             image = resize_image(image, int(out_sizes[index][0]), int(out_sizes[index][1]))
         return image

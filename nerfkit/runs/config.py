@@ -39,6 +39,9 @@ class TrainConfig(Settings):
         downscale: image downscale factor on load.
         split_every: every Nth image is a test image when the format has no splits.
         scene_kind: normalise as an ``object`` (a box) or ``unbounded`` (contracted space).
+        masks: ``alpha``: the scene's ``masks/`` folder (one grey image per photo, 0 = background)
+            becomes the images' alpha channel, so a capture trains as an object on a transparent
+            background (``auto`` scene kind: object); ``off``: masks are not read.
         eval_background: behind RGBA test images.
         seed: randomness; threads: torch CPU threads (0 = all cores).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
@@ -62,6 +65,7 @@ class TrainConfig(Settings):
     downscale: float = 1.0
     split_every: int = 8
     scene_kind: Literal["auto", "object", "unbounded"] = "auto"
+    masks: Literal["off", "alpha"] = "off"
     eval_background: Literal["white", "black"] = "white"
     seed: int = 0
     threads: int = 0

@@ -53,9 +53,10 @@ def scene_path(config: RunConfig, log: Log | None = None) -> Path:
 
 
 def load_configured_scene(config: RunConfig) -> Scene:
-    """The run's scene, loaded as its trainer settings say (downscale, split, kind)."""
+    """The run's scene, loaded as its trainer settings say (downscale, split, kind, masks)."""
     kind = None if config.train.scene_kind == "auto" else config.train.scene_kind
-    return load_scene(config.train.scene, config.train.downscale, config.train.split_every, kind)
+    return load_scene(config.train.scene, config.train.downscale, config.train.split_every, kind,
+                      config.train.masks)
 
 
 def start_run(config: RunConfig, log: Log | None = None, processes: ProcessShare | None = None) -> Trainer:
