@@ -47,8 +47,10 @@ def orbit_poses(scene, count: int) -> list[tuple[list[float], list[float], float
     return poses
 
 
-def browser(port: int, poses: list, seconds: float, offset: int, received) -> None:
-    """One browser stand-in: a camera message every 1/CAMERA_RATE s for ``seconds``; reads all replies."""
+def browser(port: int, poses: list, seconds: float, offset: int, received, cpu_seconds) -> None:
+    """One browser stand-in: a camera message every 1/CAMERA_RATE s for ``seconds``; reads all replies.
+    Reports the messages it received and the CPU seconds it used itself (on this machine the
+    stand-ins share the cores with training, which real browsers on other machines would not)."""
     import msgspec
     import viser
     from websockets.sync.client import connect
@@ -56,7 +58,7 @@ def browser(port: int, poses: list, seconds: float, offset: int, received) -> No
     headers = {"Cookie": f"{cookie_name(port)}={TOKEN}"}
     with connect(f"ws://127.0.0.1:{port}/", subprotocols=[f"viser-v{viser.__version__}"],
                  additional_headers=headers, open_timeout=30, max_size=None) as socket:
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.process_time()
         step, count = offset, 0
         while time.monotonic() - started < seconds:
             wxyz, position, fov = poses[step % len(poses)]
@@ -73,6 +75,7 @@ def browser(port: int, poses: list, seconds: float, offset: int, received) -> No
                 except TimeoutError:
                     break
         received.value = count
+        cpu_seconds.value = time.process_time() - cpu_started
 
 
 def timed_training(trainer, seconds: float, hook=None) -> float:
@@ -125,8 +128,10 @@ def main() -> None:
         context = multiprocessing.get_context("spawn")
         for count in counts:
             received = [context.Value("i", 0) for _ in range(count)]
-            workers = [context.Process(target=browser, args=(server.port, poses, args.seconds + 15, 7 * i, received[i]),
-                                       daemon=True) for i in range(count)]
+            cpu = [context.Value("d", 0.0) for _ in range(count)]
+            workers = [context.Process(target=browser, daemon=True,
+                                       args=(server.port, poses, args.seconds + 15, 7 * i, received[i], cpu[i]))
+                       for i in range(count)]
             for worker in workers:
                 worker.start()
             deadline = time.monotonic() + 30
@@ -138,15 +143,17 @@ def main() -> None:
             frames = server.frames_drawn - frames
             for worker in workers:
                 worker.join(timeout=60)
-            rows.append((count, connected, watched, frames / args.seconds, sum(r.value for r in received)))
+            client_cpu = sum(c.value for c in cpu) / (args.seconds + 15)    # cores the stand-ins used
+            rows.append((count, connected, watched, frames / args.seconds, sum(r.value for r in received), client_cpu))
     finally:
         server.close()
-    print("\n| browsers moving their cameras | steps / s | of unwatched | viewer frames / s | messages received |")
-    print("|---|---|---|---|---|")
-    print(f"| none | {alone:.2f} | 100% | - | - |")
-    for count, connected, watched, fps, messages in rows:
+    print("\n| browsers moving their cameras | steps / s | of unwatched | viewer frames / s | messages received "
+          "| CPU cores the stand-ins used |")
+    print("|---|---|---|---|---|---|")
+    print(f"| none | {alone:.2f} | 100% | - | - | - |")
+    for count, connected, watched, fps, messages, client_cpu in rows:
         note = "" if connected == count else f" ({connected} connected)"
-        print(f"| {count}{note} | {watched:.2f} | {watched / alone:.0%} | {fps:.2f} | {messages} |")
+        print(f"| {count}{note} | {watched:.2f} | {watched / alone:.0%} | {fps:.2f} | {messages} | {client_cpu:.2f} |")
 
 
 if __name__ == "__main__":

@@ -232,7 +232,14 @@ class ViewerServer:
                 client.camera.look_at = target
                 if options.up is not None:
                     client.camera.up_direction = np.asarray(options.up, dtype=np.float64)
-        client.camera.on_update(lambda camera: self._camera_moved(client.client_id, camera))
+
+        # A coroutine runs inline on viser's event loop; a plain function would be handed to its
+        # thread pool once per camera message (about 30/s per moving browser), a thread wake-up and
+        # GIL hand-off each, which training would pay for. The callback only copies the pose.
+        async def moved(camera: viser.CameraHandle) -> None:
+            self._camera_moved(client.client_id, camera)
+
+        client.camera.on_update(moved)
 
     def _disconnected(self, client: viser.ClientHandle) -> None:
         with self._lock:
