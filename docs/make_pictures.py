@@ -45,6 +45,10 @@ def object_a_curves(markdown: str) -> dict[str, list[tuple[float, float]]]:
                     except (ValueError, IndexError):
                         continue
                     name = re.sub(r"\s*\(issue \d+\)", "", section)
+                    if header[0] not in ("train s", "steps"):     # a table of several runs: one line each
+                        name = f"{header[0]} {cells[0]}"
+                    date = re.search(r"\d{4}-\d{2}-\d{2}", subsection) or re.search(r"\d{4}-\d{2}-\d{2}", section)
+                    name = f"{name}, {date.group(0)}" if date else name
                     curves.setdefault(name, []).append((seconds, value))
         else:
             header = None if not line.startswith("|") else header
