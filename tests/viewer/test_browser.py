@@ -6,7 +6,8 @@ and a new picture after the camera is dragged. With NERFKIT_SAVE_SCREENSHOT=1 th
 written to docs/viewer.png (the README shows it); NERFKIT_SCREENSHOT_RUN=RUN takes it of that run
 (e.g. a properly trained object-a splat) instead of the tiny test run, at
 NERFKIT_SCREENSHOT_RESOLUTION pixels (the viewer's --resolution), stepped back from its first
-training camera by NERFKIT_SCREENSHOT_ZOOM_OUT scroll notches (default 4).
+training camera by NERFKIT_SCREENSHOT_ZOOM_OUT scroll notches (default 1), its training frustums
+hidden unless NERFKIT_SCREENSHOT_CAMERAS=1.
 """
 
 from __future__ import annotations
@@ -93,13 +94,15 @@ def _save_screenshot(page, cameras) -> None:
     software WebGL (headless chromium has no GPU). Leaves the frustums hidden again."""
     for close in page.locator(".mantine-Notification-root button").all():
         close.click()
-    if os.environ.get("NERFKIT_SCREENSHOT_RUN"):
-        # a real run opens at a training camera, inside the ring of frustums: step back to see them
+    real_run = bool(os.environ.get("NERFKIT_SCREENSHOT_RUN"))
+    if real_run:
+        # a real run opens at its first training camera: step back a little to see the whole model
         page.mouse.move(SCENE_CLIP["width"] / 2, SCENE_CLIP["y"] + SCENE_CLIP["height"] / 2)
-        for _ in range(int(os.environ.get("NERFKIT_SCREENSHOT_ZOOM_OUT", "4"))):
-            page.mouse.wheel(0, 400)
+        for _ in range(int(os.environ.get("NERFKIT_SCREENSHOT_ZOOM_OUT", "1"))):
+            page.mouse.wheel(0, 200)
             page.wait_for_timeout(300)
-    cameras.check()
+    if not real_run or os.environ.get("NERFKIT_SCREENSHOT_CAMERAS") == "1":
+        cameras.check()         # a real run's hundred frustums would hide the model
     # the still camera refines to full resolution (a large one of a real run takes longer on a CPU)
     page.wait_for_timeout(30000 if os.environ.get("NERFKIT_SCREENSHOT_RESOLUTION") else 6000)
     DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
