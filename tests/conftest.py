@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
+
+
+def pytest_configure(config):
+    """Let Ctrl-C reach the commands the tests start. A shell that runs the suite in the background
+    (``cmd &`` without job control) starts it with SIGINT ignored, and an ignored signal stays
+    ignored in every child: their Ctrl-C tests (``nerfkit view``, ``train``, ``--nproc``) would then
+    wait for an exit that never comes. A handler, unlike an ignore, is reset to the default in a
+    child, so each Python child installs its own KeyboardInterrupt again."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
