@@ -126,11 +126,12 @@ def main() -> None:
         alone = timed_training(trainer, args.seconds, hook.after_step)       # served, nobody connected
         rows = []
         context = multiprocessing.get_context("spawn")
+        client_seconds = args.seconds + 15      # each stand-in outlives the timed training
         for count in counts:
             received = [context.Value("i", 0) for _ in range(count)]
             cpu = [context.Value("d", 0.0) for _ in range(count)]
             workers = [context.Process(target=browser, daemon=True,
-                                       args=(server.port, poses, args.seconds + 15, 7 * i, received[i], cpu[i]))
+                                       args=(server.port, poses, client_seconds, 7 * i, received[i], cpu[i]))
                        for i in range(count)]
             for worker in workers:
                 worker.start()
@@ -143,7 +144,7 @@ def main() -> None:
             frames = server.frames_drawn - frames
             for worker in workers:
                 worker.join(timeout=60)
-            client_cpu = sum(c.value for c in cpu) / (args.seconds + 15)    # cores the stand-ins used
+            client_cpu = sum(c.value for c in cpu) / client_seconds    # cores the stand-ins used
             rows.append((count, connected, watched, frames / args.seconds, sum(r.value for r in received), client_cpu))
     finally:
         server.close()

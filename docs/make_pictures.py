@@ -22,6 +22,7 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
 BENCHMARKS = DOCS.parent / "BENCHMARKS.md"
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def object_a_curves(markdown: str) -> dict[str, list[tuple[float, float]]]:
@@ -47,7 +48,7 @@ def object_a_curves(markdown: str) -> dict[str, list[tuple[float, float]]]:
                     name = re.sub(r"\s*\(issue \d+\)", "", section)
                     if header[0] not in ("train s", "steps"):     # a table of several runs: one line each
                         name = f"{header[0]} {cells[0]}"
-                    date = re.search(r"\d{4}-\d{2}-\d{2}", subsection) or re.search(r"\d{4}-\d{2}-\d{2}", section)
+                    date = DATE.search(subsection) or DATE.search(section)
                     name = f"{name}, {date.group(0)}" if date else name
                     curves.setdefault(name, []).append((seconds, value))
         else:
