@@ -16,8 +16,9 @@ TRAIN_FLAGS = {  # flag -> (TrainConfig setting, type, help)
     "--downscale": ("downscale", float, "divide image sizes by this on load (2 = half)"),
     "--split-every": ("split_every", int, "every Nth image is a test image when the scene has no splits"),
     "--scene-kind": ("scene_kind", str, "auto | object | unbounded"),
-    "--masks": ("masks", str, "alpha: the scene's masks/ folder becomes the images' alpha channel (an object on a "
-                "transparent background) | off (default)"),
+    "--masks": ("masks", str, "the scene's masks/ (0 = this pixel does not count): auto (default: ignore when "
+                "the scene has masks) | ignore (never trained on nor scored) | alpha (they become the images' "
+                "alpha channel: an object on a transparent background) | off"),
     "--eval-every": ("eval_every", int, "steps between quick one-image evals (0 = off)"),
     "--checkpoint-every": ("checkpoint_every", int, "steps between checkpoints"),
     "--seed": ("seed", int, "random seed"),

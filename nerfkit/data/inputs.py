@@ -122,16 +122,18 @@ class ImageBatch:
         rgb: (H, W, 3) target colour in [0, 1], already composited on ``background``.
         background: (3,) the background colour of this step.
         image_id: index of the image in the scene.
+        keep: (H, W) bool, True where a pixel counts (the scene's ignore mask), or None: all do.
     """
 
     camera: Cameras
     rgb: Tensor
     background: Tensor
     image_id: int
+    keep: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.rgb.shape[0] * self.rgb.shape[1])
 
     def to(self, device: torch.device | str) -> "ImageBatch":
         return ImageBatch(self.camera.to(device), self.rgb.to(device), self.background.to(device),
-                          self.image_id)
+                          self.image_id, None if self.keep is None else self.keep.to(device))

@@ -21,7 +21,7 @@ from nerfkit.data.blender import parse_blender, split_file
 from nerfkit.data.cameras import Cameras
 from nerfkit.data.colmap import find_model_dir, parse_colmap
 from nerfkit.data.images import load_images
-from nerfkit.data.masks import check_mask_mode, find_mask_paths
+from nerfkit.data.masks import find_mask_paths, load_keep_masks, resolve_mask_mode
 from nerfkit.data.normalize import check_poses, normalize_poses, resolve_kind
 from nerfkit.data.scene import Scene
 from nerfkit.data.similarity import transform_c2w, transform_points
@@ -94,7 +94,7 @@ def _scene_folder(path: str | Path) -> Path:
 
 
 def load_scene(path: str | Path, downscale: float = 1.0, split_every: int = 8,
-               kind: str | None = None, masks: str = "off") -> Scene:
+               kind: str | None = None, masks: str = "auto") -> Scene:
     """Read a scene folder, normalise it and read its images.
 
     Args:
@@ -105,9 +105,10 @@ def load_scene(path: str | Path, downscale: float = 1.0, split_every: int = 8,
             test split and the rest train.
         kind: ``"object"`` or ``"unbounded"`` to override the normalisation the format implies
             (see :mod:`nerfkit.data.normalize`); None chooses from the format.
-        masks: ``"alpha"``: the folder's ``masks/`` (:mod:`nerfkit.data.masks`) become the images'
+        masks: the scene's masks (:mod:`nerfkit.data.masks`): ``"ignore"``: pixels they mark 0 are
+            left out of training and scores (``Scene.masks``); ``"alpha"``: they become the images'
             alpha channel, and the scene is an object unless ``kind`` says otherwise; ``"off"``:
-            masks are not read.
+            not read; ``"auto"``: ``ignore`` when the scene has masks, else ``off``.
     Returns:
         The :class:`Scene`: float32 cameras in scene coordinates, uint8 images, points (when
         COLMAP has them) in scene coordinates, ``world_to_scene`` mapping the original world to it.
@@ -116,11 +117,12 @@ def load_scene(path: str | Path, downscale: float = 1.0, split_every: int = 8,
     """
     root = _scene_folder(path)
     _check_arguments(downscale, split_every)
-    check_mask_mode(masks)
     fmt = detect_format(root)
     parsed = PARSERS[fmt](root)
-    mask_paths = find_mask_paths(root, parsed.image_paths) if masks == "alpha" else None
-    if mask_paths is not None and kind is None:
+    given = parsed.extras.get("mask_paths")
+    masks = resolve_mask_mode(masks, root, given)
+    mask_paths = find_mask_paths(root, parsed.image_paths, given=given) if masks != "off" else None
+    if masks == "alpha" and kind is None:
         kind = "object"             # a masked capture is an object on a transparent background
     count = len(parsed.image_paths)
     if parsed.splits:
@@ -151,13 +153,15 @@ def load_scene(path: str | Path, downscale: float = 1.0, split_every: int = 8,
                            f"{downscale:g}): nerfkit needs at least {MIN_IMAGE_SIZE}x"
                            f"{MIN_IMAGE_SIZE} (the SSIM window of its evaluation)")
     images = load_images(parsed.image_paths, world.sizes.numpy(), cameras.sizes.numpy(),
-                         parsed.extras.get("size_source"), mask_paths=mask_paths)
+                         parsed.extras.get("size_source"), mask_paths=mask_paths if masks == "alpha" else None)
+    keep = (load_keep_masks(mask_paths, world.sizes.numpy(), cameras.sizes.numpy())
+            if masks == "ignore" else None)
     points = None
     if parsed.points3d is not None:
         points = transform_points(norm.world_to_scene, parsed.points3d).float()
-    extras = {key: value for key, value in parsed.extras.items() if key != "size_source"}
+    extras = {key: value for key, value in parsed.extras.items() if key not in ("size_source", "mask_paths")}
     extras.update(kind=scene_kind, downscale=float(downscale), masks=masks)
     return dataclasses.replace(
         parsed, name=root.resolve().name, images=images, cameras=cameras, splits=splits,
         world_to_scene=norm.world_to_scene, aabb=norm.aabb, unbounded=norm.unbounded,
-        points3d=points, extras=extras)
+        points3d=points, masks=keep, extras=extras)

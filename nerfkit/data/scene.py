@@ -38,6 +38,8 @@ class Scene:
         unbounded: True when content extends to infinity (use scene contraction).
         points3d: (P, 3) float32 sparse points in scene coordinates, or None.
         points_rgb: (P, 3) uint8 colours of ``points3d``, or None.
+        masks: with ``masks=ignore`` (:mod:`nerfkit.data.masks`), one (H, W) bool array per camera,
+            True where the pixel counts (trained on and scored), aligned with ``images``; else None.
     """
 
     name: str
@@ -52,6 +54,7 @@ class Scene:
     unbounded: bool
     points3d: Tensor | None = None
     points_rgb: Tensor | None = None
+    masks: list[np.ndarray] | None = None
     extras: dict = field(default_factory=dict)
 
     @property

@@ -115,6 +115,17 @@ def frame_image_path(frame: dict, index: int, path: Path) -> Path:
                            f"({getattr(exc, 'strerror', None) or exc})") from None
 
 
+def frame_mask_path(frame: dict, index: int, path: Path) -> Path | None:
+    """The mask file a frame names (nerfstudio's ``mask_path``, relative to the json's folder,
+    suffix optional), or None when it names none."""
+    relative = frame.get("mask_path")
+    if relative is None:
+        return None
+    if not isinstance(relative, str) or not relative or "\0" in relative:
+        raise NerfkitError(f"'mask_path' of frame {index} in '{path}' is not a file name")
+    return resolve_image_path(Path(os.path.normpath(path.parent / relative)))
+
+
 def _intrinsics(meta: dict, frame: dict, image: Path, path: Path) -> tuple[list[float], list[float],
                                                                           tuple[int, int]]:
     """``[fx, fy, cx, cy]``, ``[k1, k2, p1, p2, k3]`` and ``(w, h)`` of one frame."""
@@ -230,7 +241,8 @@ def parse_transforms_json(root: Path, filename: str = "transforms.json") -> Scen
         A :class:`Scene` in original world coordinates: ``world_to_scene`` is the identity,
         ``images`` is empty, cameras are float64 and sorted by image path (as nerfstudio does),
         ``splits`` is empty unless the file lists them, ``extras["kind"]`` is the
-        ``aabb_scale`` hint and ``extras["size_source"]`` the json file.
+        ``aabb_scale`` hint, ``extras["size_source"]`` the json file and ``extras["mask_paths"]``
+        each frame's ``mask_path`` (None where it has none).
     """
     path = root / filename
     meta = read_json(path)
@@ -254,5 +266,5 @@ def parse_transforms_json(root: Path, filename: str = "transforms.json") -> Scen
                  world_to_scene=torch.eye(4, dtype=torch.float64),
                  aabb=torch.tensor([[-1.0] * 3, [1.0] * 3]), unbounded=hint == "unbounded",
                  points3d=points, points_rgb=points_rgb,
-                 extras={"kind": hint, "size_source": path,
-                         "aabb_scale": meta.get("aabb_scale")})
+                 extras={"kind": hint, "size_source": path, "aabb_scale": meta.get("aabb_scale"),
+                         "mask_paths": [frame_mask_path(frame, order[i], path) for i, frame in enumerate(frames)]})

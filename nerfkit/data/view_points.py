@@ -8,6 +8,7 @@ to clear. Without alpha, every point some view sees is kept. Points closer to a 
 them than ``near_fraction`` x the cameras' mean distance to the box centre are dropped: they would
 start as floaters filling that view (unbounded captures put the cameras inside the box). A point's
 colour is the median of the pixels it projects to, so the first renders already resemble the photos.
+Pixels an ignore mask leaves out (``Scene.masks``) neither carve nor colour.
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ def points_from_views(scene: Scene, count: int, image_ids: list[int], generator:
         return None
     low, high = scene.aabb[0].float(), scene.aabb[1].float()
     carve = all(scene.images[i].shape[2] == 4 for i in image_ids)
-    masks = [torch.from_numpy(scene.images[i][..., 3].copy()) > int(alpha_threshold * 255) if carve
-             else torch.ones(scene.images[i].shape[:2], dtype=torch.bool) for i in image_ids]
+    counted = [torch.ones(scene.images[i].shape[:2], dtype=torch.bool) if scene.masks is None
+               else torch.from_numpy(scene.masks[i]) for i in image_ids]     # pixels an ignore mask keeps
+    # an ignored pixel neither carves (it may hide the object) nor colours a point
+    masks = [(torch.from_numpy(scene.images[i][..., 3].copy()) > int(alpha_threshold * 255)) | ~keep if carve
+             else torch.ones(scene.images[i].shape[:2], dtype=torch.bool) for i, keep in zip(image_ids, counted)]
     centre = 0.5 * (low + high)
     near = near_fraction * float((scene.cameras.c2w[image_ids, :3, 3].float() - centre).norm(dim=-1).mean())
     kept_points, kept_colors = [], []
@@ -52,7 +56,7 @@ def points_from_views(scene: Scene, count: int, image_ids: list[int], generator:
         inside = torch.ones(batch, dtype=torch.bool)
         colors = torch.zeros(len(image_ids), batch, 3)
         seen = torch.zeros(len(image_ids), batch, dtype=torch.bool)
-        for view, (index, mask) in enumerate(zip(image_ids, masks)):
+        for view, (index, mask, keep) in enumerate(zip(image_ids, masks, counted)):
             ids = torch.full((batch,), index, dtype=torch.int64)
             pixels = project(scene.cameras, ids, points).floor().long()
             height, width = mask.shape
@@ -61,7 +65,7 @@ def points_from_views(scene: Scene, count: int, image_ids: list[int], generator:
             x = pixels[:, 0].clamp(0, width - 1)
             y = pixels[:, 1].clamp(0, height - 1)
             inside &= ~on_image | (mask[y, x] & (depth >= near))
-            seen[view] = on_image
+            seen[view] = on_image & keep[y, x]
             colors[view] = torch.from_numpy(scene.images[index][..., :3].copy())[y, x].float()
         inside &= seen.any(0)
         if bool(inside.any()):

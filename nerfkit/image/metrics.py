@@ -46,23 +46,27 @@ def psnr_from_mse(mse: float) -> float:
     return -10.0 * math.log10(mse)
 
 
-def psnr(pred: Tensor, target: Tensor) -> float:
+def psnr(pred: Tensor, target: Tensor, keep: Tensor | None = None) -> float:
     """PSNR in dB between two images after 8-bit quantisation.
 
     Args:
         pred: (H, W, C) float image in [0, 1] (values outside are clamped).
         target: (H, W, C) float image in [0, 1], same shape.
+        keep: (H, W) bool, the pixels that count (an ignore mask), or None: all of them.
 
     Returns:
-        ``-10 log10(MSE)`` over all pixels and channels, :data:`MAX_PSNR` for identical images.
+        ``-10 log10(MSE)`` over the pixels that count and all channels, :data:`MAX_PSNR` for
+        identical images.
 
     >>> t = torch.full((4, 4, 3), 128 / 255)    # on the 8-bit grid (0.5 would round like 0.5 + 1/255)
     >>> round(psnr(t + 1 / 255, t), 2)
     48.13
     """
     _check_pair(pred, target)
-    mse = torch.mean((quantize_8bit(pred) - quantize_8bit(target)) ** 2)
-    return psnr_from_mse(mse.item())
+    error = (quantize_8bit(pred) - quantize_8bit(target)) ** 2
+    if keep is not None:
+        error = error[keep.to(error.device)]
+    return psnr_from_mse(error.mean().item()) if error.numel() else MAX_PSNR
 
 
 def ssim(pred: Tensor, target: Tensor) -> float:

@@ -39,9 +39,11 @@ class TrainConfig(Settings):
         downscale: image downscale factor on load.
         split_every: every Nth image is a test image when the format has no splits.
         scene_kind: normalise as an ``object`` (a box) or ``unbounded`` (contracted space).
-        masks: ``alpha``: the scene's ``masks/`` folder (one grey image per photo, 0 = background)
-            becomes the images' alpha channel, so a capture trains as an object on a transparent
-            background (``auto`` scene kind: object); ``off``: masks are not read.
+        masks: the scene's masks (a ``masks/`` folder, one grey image per photo, or ``mask_path``
+            in a ``transforms.json``): ``ignore``: their 0 pixels are neither trained on nor scored;
+            ``alpha``: they become the images' alpha channel, so a capture trains as an object on a
+            transparent background (``auto`` scene kind: object); ``off``: not read; ``auto``:
+            ``ignore`` when the scene has masks, else ``off``.
         eval_background: behind RGBA test images.
         seed: randomness; threads: torch CPU threads (0 = all cores).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
@@ -65,7 +67,7 @@ class TrainConfig(Settings):
     downscale: float = 1.0
     split_every: int = 8
     scene_kind: Literal["auto", "object", "unbounded"] = "auto"
-    masks: Literal["off", "alpha"] = "off"
+    masks: Literal["auto", "off", "ignore", "alpha"] = "auto"
     eval_background: Literal["white", "black"] = "white"
     seed: int = 0
     threads: int = 0

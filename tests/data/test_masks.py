@@ -1,4 +1,5 @@
-"""``masks=alpha``: a capture's masks/ folder becomes the images' alpha channel; bad masks name themselves."""
+"""``masks=alpha``: a capture's masks/ folder becomes the images' alpha channel; bad masks name themselves
+(``masks=ignore``, the default where masks exist: tests/data/test_ignore_masks.py)."""
 
 from __future__ import annotations
 
@@ -72,11 +73,14 @@ def test_masks_downscale_with_the_image(tmp_path, cams):
         assert np.abs(alpha - box).max() <= 1.0          # the mean of each 2x2 block, rounded
 
 
-def test_masks_off_by_default_and_never_written(tmp_path, cams):
+def test_masks_ignore_by_default_and_never_written(tmp_path, cams):
     root = write_colmap(tmp_path / "capture", cams)
+    assert load_scene(root).masks is None and load_scene(root).extras["masks"] == "off"   # no masks/ folder
     write_masks(root, cams)
     before = sorted((p.name, p.stat().st_mtime_ns) for p in root.rglob("*"))
-    assert load_scene(root).images[0].shape[2] == 3
+    scene = load_scene(root)
+    assert scene.images[0].shape[2] == 3 and scene.masks is not None and scene.extras["masks"] == "ignore"
+    assert load_scene(root, masks="off").masks is None
     load_scene(root, masks="alpha")
     assert sorted((p.name, p.stat().st_mtime_ns) for p in root.rglob("*")) == before
 
@@ -86,8 +90,8 @@ def test_bad_masks_are_one_sentence(tmp_path, cams):
     with pytest.raises(NerfkitError, match=r"'.*masks' is not a folder"):
         load_scene(root, masks="alpha")
     write_masks(root, cams)
-    with pytest.raises(NerfkitError, match="masks must be one of off, alpha, got 'ignore'"):
-        load_scene(root, masks="ignore")
+    with pytest.raises(NerfkitError, match="masks must be one of auto, off, ignore, alpha, got 'bogus'"):
+        load_scene(root, masks="bogus")
     (root / "masks" / f"{cams.names[3]}.png").unlink()
     with pytest.raises(NerfkitError, match=rf"image '.*{cams.names[3]}.png' has no mask in"):
         load_scene(root, masks="alpha")
