@@ -77,6 +77,12 @@ class Cameras:
     def has_distortion(self) -> bool:
         return bool((self.distortion != 0).any())
 
+    def without_distortion(self) -> "Cameras":
+        """The same cameras as pinholes (distortion zeroed): for views that a method renders and
+        that are used with the same pinhole model (mesh fusion, textures)."""
+        return Cameras(self.c2w.clone(), self.intrinsics.clone(), self.sizes.clone(),
+                       torch.zeros_like(self.distortion))
+
 
 _OPENGL_TO_OPENCV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
 

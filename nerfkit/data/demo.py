@@ -31,7 +31,7 @@ from plyfile import PlyData, PlyElement
 from torch import Tensor
 
 from nerfkit.core.errors import NerfkitError
-from nerfkit.data.cameras import opengl_to_opencv
+from nerfkit.data.cameras import opengl_to_opencv, undistort
 
 DEMO_NAME = "demo-v1"                 # bump the version when the scene's look or layout changes
 CAMERA_ANGLE_X = math.radians(40.0)   # horizontal field of view, radians
@@ -260,14 +260,15 @@ def shade_demo(points: Tensor) -> Tensor:
 
 
 def render_demo_view(c2w_opencv: Tensor, fx: float, fy: float, cx: float, cy: float, w: int, h: int,
-                     supersample: int = 1) -> dict[str, Tensor]:
-    """Render the demo object from one pinhole camera, on the CPU.
+                     supersample: int = 1, distortion: Tensor | None = None) -> dict[str, Tensor]:
+    """Render the demo object from one camera (a pinhole unless ``distortion`` is given), on the CPU.
 
     Args:
         c2w_opencv: (4, 4) camera-to-world, OpenCV axes (x right, y down, z forward), world units.
         fx, fy, cx, cy: intrinsics in pixels; the top-left pixel's centre is at (0.5, 0.5).
         w, h: image size in pixels.
         supersample: s traces s x s rays per pixel on a regular grid and averages them.
+        distortion: (5,) OpenCV ``k1, k2, p1, p2, k3`` of the lens, or None (a pinhole).
     Returns:
         ``rgb`` (h, w, 3) float32 in [0, 1], straight (not premultiplied) colour, 0 on background;
         ``alpha`` (h, w) float32 hit fraction (exactly 1 where every ray hits, 0 where none does);
@@ -282,6 +283,8 @@ def render_demo_view(c2w_opencv: Tensor, fx: float, fy: float, cx: float, cy: fl
         ys = (torch.arange(h * s, dtype=torch.float64) + 0.5) / s
         yy, xx = torch.meshgrid(ys, xs, indexing="ij")
         cam = torch.stack([(xx - cx) / fx, (yy - cy) / fy, torch.ones_like(xx)], -1).reshape(-1, 3)
+        if distortion is not None:
+            cam[:, :2] = undistort(cam[:, :2], distortion.double())
         dirs = cam @ c2w[:3, :3].T
         dirs = (dirs / dirs.norm(dim=-1, keepdim=True)).float()
         origins = c2w[:3, 3].float().expand_as(dirs).contiguous()

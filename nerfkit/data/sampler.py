@@ -7,8 +7,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nerfkit.core.errors import NerfkitError
 from nerfkit.data.cameras import generate_rays, pixel_footprint_radii
 from nerfkit.data.inputs import BatchRequest, ImageBatch, RayBatch
+from nerfkit.data.lens import undistorted_scene
 from nerfkit.data.scene import Scene
 
 
@@ -42,7 +44,8 @@ class PixelSampler:
 
     All pixels are stored once as one flat uint8 buffer (P, 4) (alpha 255 for RGB images), so
     images of different sizes mix freely. ``with_radii`` adds each ray's pixel-footprint cone radius
-    (for cone-tracing methods).
+    (for cone-tracing methods). With the scene's ignore masks (``Scene.masks``) only the pixels
+    that count are drawn.
     """
 
     def __init__(self, scene: Scene, image_ids: list[int], background: str, seed: int = 0,
@@ -57,6 +60,13 @@ class PixelSampler:
                 image = np.concatenate([image, np.full(image.shape[:2] + (1,), 255, np.uint8)], 2)
             pixels.append(torch.from_numpy(np.ascontiguousarray(image)).reshape(-1, 4))
         self.pixels = torch.cat(pixels)
+        self.choices = None         # (K,) flat indices of the pixels that count, when some do not
+        if scene.masks is not None:
+            keep = torch.cat([torch.from_numpy(scene.masks[index]).reshape(-1) for index in image_ids])
+            if not bool(keep.all()):
+                self.choices = torch.nonzero(keep).squeeze(1)
+                if len(self.choices) == 0:
+                    raise NerfkitError("the masks of the training images ignore every pixel: nothing to train on")
         counts = torch.tensor([p.shape[0] for p in pixels], dtype=torch.int64)
         self.offsets = torch.cumsum(counts, 0) - counts
         self.widths = self.cameras.sizes[self.image_ids, 0]
@@ -64,7 +74,8 @@ class PixelSampler:
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
-        return int(self.pixels.shape[0])
+        """The pixels that can be drawn."""
+        return int(self.pixels.shape[0] if self.choices is None else self.choices.shape[0])
 
     def sample(self, n_rays: int, share: slice | None = None) -> RayBatch:
         """``n_rays`` random pixels -> a :class:`RayBatch` (targets composited on the background).
@@ -73,6 +84,8 @@ class PixelSampler:
         the same, so the shares of a batch together are what ``sample(n_rays)`` returns).
         """
         flat = torch.randint(0, len(self), (n_rays,), generator=self.generator)
+        if self.choices is not None:
+            flat = self.choices[flat]
         background = background_color(self.background, n_rays, self.generator)
         if share is not None:
             flat, background = flat[share], background[share]
@@ -115,15 +128,17 @@ class ImageSampler:
         return index, background_color(self.background, 1, self.generator)[0]
 
     def _batch(self, index: int, background: Tensor) -> ImageBatch:
+        keep = None if self.scene.masks is None else torch.from_numpy(self.scene.masks[index])
         return ImageBatch(self.scene.cameras[index], image_on_background(self.scene, index, background),
-                          background, index)
+                          background, index, keep)
 
 
 def make_sampler(scene: Scene, image_ids: list[int], request: BatchRequest,
                  seed: int = 0) -> PixelSampler | ImageSampler:
     """The sampler that serves a method's :class:`~nerfkit.data.inputs.BatchRequest` over the images
     ``image_ids``: whole images for ``kind == "image"``, random pixels (with cone radii when asked)
-    otherwise; ``sample(request.rays)`` draws a batch."""
-    if request.kind == "image":
-        return ImageSampler(scene, image_ids, request.background, seed=seed)
+    otherwise; ``sample(request.rays)`` draws a batch. Whole images of cameras with lens distortion
+    are served undistorted (:func:`nerfkit.data.lens.undistorted_scene`)."""
+    if request.kind == "image":     # rasterized through pinholes: distorted photos are resampled once
+        return ImageSampler(undistorted_scene(scene, image_ids), image_ids, request.background, seed=seed)
     return PixelSampler(scene, image_ids, request.background, seed=seed, with_radii=request.cone_radii)

@@ -15,8 +15,8 @@ distance field (:class:`~nerfkit.methods.capabilities.HasSDF`) are meshed from i
 cubes on its zero level set (:mod:`nerfkit.export.sdf_mesh`), vertex colours from the method's
 colour field; the same clean-up, hole capping, decimation and texture follow.
 
-Limitation: the TSDF projects voxels with a pinhole model, so cameras with lens distortion are
-fused as if undistorted.
+The views are rendered through pinhole versions of the scene's cameras (distortion zeroed) and
+fused with the same pinhole model, so a lens's distortion cannot bend the fused surface.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def export_mesh(method: Method, scene: Scene, options: MeshOptions | None = None
     box = scene.aabb.double().cpu().numpy() if world_box is None else _scene_box(world_box, scene)
 
     clock = time.perf_counter()
-    views = [export_views.render_view(method, scene.cameras[index])
+    views = [export_views.render_view(method, scene.cameras[index].without_distortion())
              for index in tqdm(indices, desc="render views", disable=not progress, leave=False)]
     timings["render"] = time.perf_counter() - clock
 
@@ -165,7 +165,7 @@ def export_mesh(method: Method, scene: Scene, options: MeshOptions | None = None
     if world_box is not None:
         band = band[_inside(to_world(volume.voxel_centers(band).numpy(), scene.world_to_scene), world_box)]
     for index, view in zip(indices, views):
-        camera = scene.cameras[index]
+        camera = scene.cameras[index].without_distortion()
         volume.integrate(view.depth, view.alpha, view.rgb, camera.c2w[0], camera.intrinsics[0],
                          min_alpha=MIN_ALPHA, voxels=band)
     timings["fuse"] = time.perf_counter() - clock
@@ -225,7 +225,7 @@ def _export_sdf_mesh(method: HasSDF, scene: Scene, options: MeshOptions, progres
     if options.texture:
         clock = time.perf_counter()
         indices = _select_views(scene, options.views, options.max_views)
-        views = [export_views.render_view(method, scene.cameras[index])
+        views = [export_views.render_view(method, scene.cameras[index].without_distortion())
                  for index in tqdm(indices, desc="render views", disable=not progress, leave=False)]
         texture = _bake(vertices, faces, scene, indices, views, options.texture_size, 2.0 * voxel,
                         lambda points: _surface_colors(method, points, device))
@@ -242,7 +242,7 @@ def _seen_faces(method: Method, scene: Scene, vertices: np.ndarray, faces: np.nd
     centres = torch.as_tensor(vertices[faces].mean(1), dtype=torch.float32)
     seen = torch.zeros(len(faces), dtype=torch.bool)
     for index in tqdm(indices, desc="cull unseen faces", disable=not progress, leave=False):
-        camera = scene.cameras[index]
+        camera = scene.cameras[index].without_distortion()
         factor = max(1, int(math.ceil(int(camera.sizes[0].max()) / CULL_SIZE)))
         camera = camera.downscaled(factor) if factor > 1 else camera
         view = export_views.render_view(method, camera)

@@ -9,6 +9,8 @@
 - :class:`HasDensity`: ``density(xyz)`` at scene points.
 - :class:`HasSDF`: ``sdf(xyz)``, a signed distance whose zero level set is the surface, and
   ``surface_colors(xyz)`` there; mesh export runs marching cubes on it instead of fusing depth.
+- :class:`RendersPinholeOnly`: ``render`` ignores lens distortion (a rasterizer); evaluation renders
+  a covering pinhole camera and warps it into the photo's lens (:mod:`nerfkit.data.lens`).
 """
 
 from __future__ import annotations
@@ -56,6 +58,18 @@ class HasSDF(Protocol):
 
     def surface_colors(self, xyz: Tensor) -> Tensor:
         """(N, 3) points on the surface -> (N, 3) colours in [0, 1] (view-independent)."""
+
+
+@runtime_checkable
+class RendersPinholeOnly(Protocol):
+    """``render`` treats every camera as a pinhole (``pinhole_only`` is True)."""
+
+    pinhole_only: bool
+
+
+def renders_pinhole_only(method: object) -> bool:
+    """Whether ``method.render`` ignores a camera's lens distortion."""
+    return isinstance(method, RendersPinholeOnly) and bool(method.pinhole_only)
 
 
 def renders_median_depth(method: object) -> bool:

@@ -36,6 +36,7 @@ class LoadedGaussians(MethodBase):
     """
 
     name = "splat-file"
+    pinhole_only = True
 
     def __init__(self, gaussians: Mapping[str, Tensor], settings: RasterSettings | None = None,
                  source: str = "") -> None:

@@ -89,6 +89,7 @@ class Splat(MethodBase):
     :class:`~nerfkit.methods.capabilities.HasGaussians`)."""
 
     name = "splat"
+    pinhole_only = True     # the rasterizer projects through pinholes; photos are undistorted at load
 
     def __init__(self, config: SplatConfig, scene: SceneInfo) -> None:
         super().__init__()
@@ -142,6 +143,9 @@ class Splat(MethodBase):
         if out["means2d"].requires_grad:
             out["means2d"].retain_grad()
         rgb, target = out["rgb"], batch.rgb
+        if batch.keep is not None:          # ignored pixels (the scene's masks) match the render: no loss there
+            keep = batch.keep.to(rgb.device)[..., None]
+            target = torch.where(keep, target, rgb.detach())
         l1 = (rgb - target).abs().mean()
         loss = (1.0 - self.config.ssim_lambda) * l1
         if self.config.ssim_lambda > 0:
@@ -156,7 +160,8 @@ class Splat(MethodBase):
                 + self.config.depth_distortion_weight * distortion
             stats = {"depth_normal": float(normal_loss.detach()), "depth_distortion": float(distortion.detach())}
         self._infos.append({"means2d": out["means2d"], "radii": out["radii"], "width": width, "height": height})
-        mse = float(torch.mean((rgb.detach() - target) ** 2))
+        counted = 1.0 if batch.keep is None else max(float(batch.keep.float().mean()), 1e-8)
+        mse = float(torch.mean((rgb.detach() - target) ** 2)) / counted
         return {"loss": loss, "mse": mse, "rays": width * height, "gaussians": self.n_gaussians, **stats}
 
     def after_backward(self, step: int, optimizer: torch.optim.Optimizer) -> None:

@@ -14,16 +14,20 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from nerfkit.core.errors import NerfkitError
+from nerfkit.data.cameras import Cameras
+from nerfkit.data.lens import covering_pinhole, warp_to_distorted
 from nerfkit.data.sampler import background_color, image_on_background
 from nerfkit.data.scene import Scene
 from nerfkit.image.lpips import LpipsMetric
 from nerfkit.image.metrics import SSIM_WINDOW, psnr, ssim
 from nerfkit.image.visualize import colorize_depth, save_image, side_by_side, to_uint8
 from nerfkit.methods.base import Method, inference
+from nerfkit.methods.capabilities import renders_pinhole_only
 
 
 def area_downscale(image: Tensor, factor: int) -> Tensor:
@@ -51,11 +55,36 @@ def ground_truth(scene: Scene, index: int, background: Tensor, scale: int = 1) -
     return area_downscale(image_on_background(scene, index, background), scale)
 
 
+def ground_truth_keep(scene: Scene, index: int, scale: int = 1) -> Tensor | None:
+    """(H // scale, W // scale) bool: the pixels of image ``index`` that count in its scores (the
+    scene's ignore mask; at ``scale`` a pixel counts when its whole block does), or None: all do."""
+    if scene.masks is None:
+        return None
+    keep = torch.from_numpy(scene.masks[index]).float()[..., None]
+    return area_downscale(keep, scale)[..., 0] >= 1.0 - 1e-6
+
+
+def render_in_lens(method: Method, camera: Cameras, background: Tensor) -> tuple[dict[str, Tensor], Tensor | None]:
+    """``method.render(camera)``, in the camera's own lens model: a method that renders pinholes only
+    (:func:`~nerfkit.methods.capabilities.renders_pinhole_only`) renders the covering pinhole camera,
+    warped into the lens (``rgb``, ``depth``, ``alpha``). Returns the render and the (H, W) bool of
+    pixels it covers (None: all)."""
+    if not (renders_pinhole_only(method) and camera.has_distortion):
+        return method.render(camera, background), None
+    pinhole = covering_pinhole(camera.to("cpu")).to(camera.c2w.device)
+    out = method.render(pinhole, background)
+    stacked = torch.cat([out["rgb"], out["depth"][..., None], out["alpha"][..., None]], -1)
+    warped, covered = warp_to_distorted(stacked, pinhole.to("cpu"), camera.to("cpu"))
+    return {"rgb": warped[..., :3], "depth": warped[..., 3], "alpha": warped[..., 4]}, covered
+
+
 def evaluate_split(method: Method, scene: Scene, split: str = "test", background: str = "white",
                    limit: int = 0, out_dir: Path | None = None, scale: int = 1,
                    lpips: LpipsMetric | None = None,
                    on_render: Callable[[str, dict[str, np.ndarray]], None] | None = None) -> dict:
-    """Render every image of ``split`` and score it against the ground truth.
+    """Render every image of ``split`` and score it against the ground truth (where the scene has
+    ignore masks, only on the pixels that count: PSNR over them, SSIM and LPIPS with the others
+    set to the render's colour).
 
     Args:
         limit: score only the first ``limit`` images (0 = all).
@@ -81,11 +110,17 @@ def evaluate_split(method: Method, scene: Scene, split: str = "test", background
     with inference(method):
         for index in indices:
             camera = scene.cameras[index]
-            out = method.render(camera.downscaled(scale) if scale > 1 else camera, bg)
+            out, covered = render_in_lens(method, camera.downscaled(scale) if scale > 1 else camera, bg)
             pred = out["rgb"].clamp(0.0, 1.0)
             target = ground_truth(scene, index, bg, scale).to(pred.device)
+            keep = ground_truth_keep(scene, index, scale)
+            if covered is not None:
+                keep = covered if keep is None else keep.to(pred.device) & covered
+            if keep is not None:        # ignored pixels take the render's colour: no error there
+                keep = keep.to(pred.device)
+                target = torch.where(keep[..., None], target, pred)
             name = Path(scene.image_paths[index]).stem if scene.image_paths else f"{index:05d}"
-            per_image.append({"name": name, "index": index, "psnr": psnr(pred, target),
+            per_image.append({"name": name, "index": index, "psnr": psnr(pred, target, keep),
                               "ssim": ssim(pred, target)})
             if lpips is not None and lpips.model is not None:
                 per_image[-1]["lpips"] = _lpips_or_none(lpips, pred, target)

@@ -1,0 +1,103 @@
+"""Lens distortion in every method: the demo object photographed through a known OpenCV lens trains
+with splat (photos resampled onto covering pinholes, scored by warping renders into the lens) and
+ngp (distortion-aware rays) to within 1 dB of its pinhole twin, and its TSDF mesh lands on the true
+surface as well as the twin's."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor
+
+from nerfkit.cli import main
+from nerfkit.data import load_scene
+from nerfkit.data.cameras import Cameras, opengl_to_opencv
+from nerfkit.data.demo import CAMERA_ANGLE_X, demo_camera_poses, render_demo_view
+from nerfkit.data.lens import covering_pinhole, undistort_image, warp_to_distorted
+from nerfkit.export.mesh_io import read_mesh
+from nerfkit.export.tsdf import chamfer_distance, sample_surface
+from nerfkit.image.metrics import psnr
+from lens_scenes import LENS, write_lens_demo
+from test_splat import TINY_SPLAT
+from tiny_run import tiny_train_args
+
+STEPS = 300
+
+
+@pytest.fixture(scope="module")
+def lens_scenes(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("lens")
+    return write_lens_demo(root / "distorted"), write_lens_demo(root / "pinhole", distortion=(0.0,) * 5)
+
+
+def _one_camera(size: int) -> tuple[Cameras, Tensor]:
+    c2w = opengl_to_opencv(demo_camera_poses(1, 1, 0, 0)["test"][0])
+    focal = 0.5 * size / math.tan(0.5 * CAMERA_ANGLE_X)
+    camera = Cameras(c2w[None].float(), torch.tensor([[focal, focal, size / 2, size / 2]]),
+                     torch.tensor([[size, size]]), torch.tensor([LENS], dtype=torch.float32))
+    return camera, c2w
+
+
+def _render(camera: Cameras, c2w, distortion=None) -> torch.Tensor:
+    fx, fy, cx, cy = (float(v) for v in camera.intrinsics[0])
+    width, height = (int(v) for v in camera.sizes[0])
+    view = render_demo_view(c2w, fx, fy, cx, cy, width, height, supersample=3, distortion=distortion)
+    return torch.cat([view["rgb"] * view["alpha"][..., None] + (1 - view["alpha"][..., None]),
+                      view["alpha"][..., None]], -1)              # on white, and alpha
+
+
+def test_undistorting_a_photo_and_warping_a_render_match_the_true_images():
+    camera, c2w = _one_camera(64)
+    pinhole = covering_pinhole(camera)
+    assert bool((pinhole.sizes > camera.sizes).all()) and not pinhole.has_distortion    # barrel: it widens
+    photo = _render(camera, c2w, torch.tensor(LENS, dtype=torch.float64))
+    ideal = _render(pinhole, c2w)
+    resampled, keep = undistort_image((photo[..., :3] * 255).round().to(torch.uint8).numpy(), camera, pinhole)
+    keep = torch.from_numpy(keep)
+    assert 0.6 < float(keep.float().mean()) < 1.0            # the corners of the wider image hold nothing
+    assert psnr(torch.from_numpy(resampled).float() / 255, ideal[..., :3], keep) > 26.0
+    warped, covered = warp_to_distorted(ideal, pinhole, camera)
+    assert bool(covered.all())                               # the covering camera covers the photo
+    assert psnr(warped[..., :3], photo[..., :3]) > 26.0
+    plain = _render(camera.without_distortion(), c2w)      # the lens does move the picture
+    assert psnr(plain[..., :3], photo[..., :3]) < psnr(warped[..., :3], photo[..., :3]) - 5.0
+
+
+def _train(scene: Path, output: Path, method: str) -> Path:
+    if method == "ngp":
+        args = tiny_train_args(scene, output, "--max-steps", str(STEPS), "--eval-every", "0")
+    else:
+        args = ["train", str(scene), "--method", "splat", "--output-dir", str(output), "--no-progress",
+                "--no-viewer", "--threads", "2", "--max-steps", str(STEPS)]
+        for item in TINY_SPLAT:
+            args += ["--set", item]
+    assert main(args) == 0
+    return next(output.glob(f"*/{method}/*/metrics.json")).parent
+
+
+def _chamfer(run: Path, scene: Path) -> float:
+    assert main(["export", "mesh", str(run), "--resolution", "64", "--output", str(run / "mesh.ply")]) == 0
+    mesh, truth = read_mesh(run / "mesh.ply"), read_mesh(scene / "gt_mesh.ply")
+    rng = np.random.default_rng(0)
+    points = sample_surface(mesh["vertices"], mesh["faces"], 20000, rng)
+    return chamfer_distance(points, sample_surface(truth["vertices"], truth["faces"], 20000, rng))[2]
+
+
+@pytest.mark.parametrize("method", ["splat", "ngp"])
+def test_a_distorted_capture_trains_like_its_pinhole_twin(lens_scenes, tmp_path, method):
+    distorted, pinhole = lens_scenes
+    assert load_scene(distorted).cameras.has_distortion and not load_scene(pinhole).cameras.has_distortion
+    runs = {name: _train(scene, tmp_path / name, method) for name, scene in
+            (("distorted", distorted), ("pinhole", pinhole))}
+    scores = {name: json.loads((run / "metrics.json").read_text())["psnr"] for name, run in runs.items()}
+    print(f"{method}: distorted {scores['distorted']:.2f} dB, pinhole twin {scores['pinhole']:.2f} dB")
+    assert scores["distorted"] > scores["pinhole"] - 1.0, scores
+    if method == "ngp":
+        chamfers = {name: _chamfer(run, scene) for (name, run), scene in zip(runs.items(), (distorted, pinhole))}
+        print(f"{method}: mesh Chamfer distorted {chamfers['distorted']:.4f}, pinhole twin {chamfers['pinhole']:.4f}")
+        assert chamfers["distorted"] < 1.25 * chamfers["pinhole"] + 0.005, chamfers
