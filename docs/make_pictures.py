@@ -2,6 +2,7 @@
 
     python docs/make_pictures.py plot                    # docs/psnr_vs_time.png from BENCHMARKS.md
     python docs/make_pictures.py mesh MESH.ply           # docs/mesh.png: the mesh rendered by Blender (bpy)
+    python docs/make_pictures.py -o docs/skull.png mesh MESH.ply --scene SCENE   # framed as SCENE's photos
 
 ``plot`` reads every BENCHMARKS.md table that has a ``train s`` and a ``test PSNR`` column under a
 ``### object-a`` heading and draws test PSNR against training seconds, one line per method (the
@@ -77,10 +78,26 @@ def plot(output: Path) -> Path:
     return output
 
 
-def render_mesh(mesh: Path, output: Path, size: tuple[int, int] = (960, 720)) -> Path:
-    """Render ``mesh`` (.ply with vertex colours) with Blender's bpy into ``output`` (PNG)."""
+def scene_view(scene: Path) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """The direction (world units, from the object towards its cameras) and the up vector (the
+    cameras' mean image-up) of a scene's cameras, to frame a mesh as the photos show it."""
+    from nerfkit.data import load_scene
+    from nerfkit.data.similarity import invert_similarity
+
+    loaded = load_scene(scene, downscale=8)
+    to_world = invert_similarity(loaded.world_to_scene.double())
+    c2w = to_world @ loaded.cameras.c2w.double()                     # (N, 4, 4), world units
+    direction = c2w[:, :3, 3].mean(0) - (to_world[:3, :3] @ loaded.aabb.double().mean(0) + to_world[:3, 3])
+    up = -c2w[:, :3, 1].mean(0)                                      # OpenCV: image y points down
+    return tuple(direction.tolist()), tuple(up.tolist())
+
+
+def render_mesh(mesh: Path, output: Path, size: tuple[int, int] = (960, 720),
+                view: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None) -> Path:
+    """Render ``mesh`` (.ply with vertex colours) with Blender's bpy into ``output`` (PNG), from the
+    front-above (Z up) or from ``view`` (direction towards the camera, up vector; see :func:`scene_view`)."""
     import bpy
-    from mathutils import Vector
+    from mathutils import Matrix, Vector
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.ops.wm.ply_import(filepath=str(mesh))
@@ -93,9 +110,16 @@ def render_mesh(mesh: Path, output: Path, size: tuple[int, int] = (960, 720)) ->
     scene.collection.objects.link(camera)
     scene.camera = camera
     camera.data.lens = 50
-    direction = Vector((0.0, -1.0, 0.6)).normalized()                # front, from above (Z up)
+    direction, up = Vector((0.0, -1.0, 0.6)), Vector((0.0, 0.0, 1.0))   # front, from above (Z up)
+    if view is not None:
+        direction, up = Vector(view[0]), Vector(view[1])
+    direction = direction.normalized()
     camera.location = centre + direction * radius * 3.2
-    camera.rotation_euler = (centre - camera.location).to_track_quat("-Z", "Y").to_euler()
+    forward = (centre - camera.location).normalized()
+    right = forward.cross(up).normalized()
+    true_up = right.cross(forward)
+    rotation = Matrix((right, true_up, -forward)).transposed()      # camera looks down its -Z, Y up
+    camera.rotation_euler = rotation.to_euler()
     scene.render.engine = "BLENDER_WORKBENCH"
     shading = scene.display.shading
     shading.light, shading.color_type = "STUDIO", "VERTEX"
@@ -117,12 +141,14 @@ def main() -> None:
     kinds.add_parser("plot", help="docs/psnr_vs_time.png from BENCHMARKS.md")
     mesh = kinds.add_parser("mesh", help="docs/mesh.png: a mesh rendered by Blender")
     mesh.add_argument("mesh", type=Path)
+    mesh.add_argument("--scene", type=Path, default=None, help="frame the mesh as this scene's cameras see it")
     parser.add_argument("-o", "--output", type=Path, default=None)
     args = parser.parse_args()
     if args.kind == "plot":
         print(plot(args.output or DOCS / "psnr_vs_time.png"))
     else:
-        print(render_mesh(args.mesh, (args.output or DOCS / "mesh.png").resolve()))
+        view = scene_view(args.scene) if args.scene is not None else None
+        print(render_mesh(args.mesh, (args.output or DOCS / "mesh.png").resolve(), view=view))
 
 
 if __name__ == "__main__":
