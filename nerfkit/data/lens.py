@@ -107,7 +107,7 @@ def undistort_image(image: np.ndarray, camera: Cameras, pinhole: Cameras,
     width, height = (int(v) for v in pinhole.sizes[0])
     ideal = _normalised(image_pixels(width, height).double(), pinhole.intrinsics[0])
     source = _to_pixels(distort(ideal, camera.distortion[0].double()), camera.intrinsics[0])
-    float_image = torch.from_numpy(np.ascontiguousarray(image)).double() / 255.0
+    float_image = torch.from_numpy(np.array(image)).double() / 255.0
     keep_tensor = None if keep is None else torch.from_numpy(keep)
     sampled, inside = _resample(float_image, source, (width, height), keep_tensor)
     return (sampled * 255.0).round().to(torch.uint8).numpy(), inside.numpy()

@@ -58,7 +58,7 @@ class PixelSampler:
             image = scene.images[index]
             if image.shape[2] == 3:
                 image = np.concatenate([image, np.full(image.shape[:2] + (1,), 255, np.uint8)], 2)
-            pixels.append(torch.from_numpy(np.ascontiguousarray(image)).reshape(-1, 4))
+            pixels.append(torch.from_numpy(np.array(image)).reshape(-1, 4))
         self.pixels = torch.cat(pixels)
         self.choices = None         # (K,) flat indices of the pixels that count, when some do not
         if scene.masks is not None:
