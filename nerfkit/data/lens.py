@@ -107,7 +107,7 @@ def undistort_image(image: np.ndarray, camera: Cameras, pinhole: Cameras,
     width, height = (int(v) for v in pinhole.sizes[0])
     ideal = _normalised(image_pixels(width, height).double(), pinhole.intrinsics[0])
     source = _to_pixels(distort(ideal, camera.distortion[0].double()), camera.intrinsics[0])
-    float_image = torch.from_numpy(np.array(image)).double() / 255.0
+    float_image = torch.from_numpy(image.astype(np.float64) / 255.0)     # a copy: loaded images are read-only
     keep_tensor = None if keep is None else torch.from_numpy(keep)
     sampled, inside = _resample(float_image, source, (width, height), keep_tensor)
     return (sampled * 255.0).round().to(torch.uint8).numpy(), inside.numpy()
@@ -138,11 +138,8 @@ def undistorted_scene(scene: Scene, indices: list[int]) -> Scene:
     if not todo:
         return scene
     cameras = scene.cameras[list(range(len(scene.cameras)))]
-    images, masks = list(scene.images), None
-    if scene.masks is not None:
-        masks = list(scene.masks)
-    else:
-        masks = [np.ones(image.shape[:2], bool) for image in scene.images]
+    images = list(scene.images)
+    masks = list(scene.masks) if scene.masks is not None else [np.ones(image.shape[:2], bool) for image in images]
     for index in todo:
         camera = scene.cameras[index]
         pinhole = covering_pinhole(camera)

@@ -53,8 +53,7 @@ def resolve_mask_mode(mode: str, root: Path, given: Sequence[Path | None] | None
 
 def _find_mask(masks: Path, relative: Path) -> Path | None:
     """The mask of the image at ``relative``: by its stem, then by its whole name."""
-    stem = relative.with_suffix("") if relative.suffix else relative
-    for base in (stem, relative):
+    for base in (relative.with_suffix(""), relative):
         candidate = resolve_image_path(masks / base)
         if candidate.is_file():
             return candidate
@@ -101,8 +100,7 @@ def find_mask_paths(root: Path, image_paths: Sequence[Path], images_dir: str = "
         match = next((m for m in (_find_mask(masks, r) for r in relatives) if m is not None), None)
         if match is None:
             first = relatives[0]
-            stem = first.with_suffix("") if first.suffix else first
-            raise NerfkitError(f"image '{path}' has no mask in '{masks}' (looked for '{stem}.png' "
+            raise NerfkitError(f"image '{path}' has no mask in '{masks}' (looked for '{first.with_suffix('')}.png' "
                                f"or '{first}.png')")
         found.append(match)
     return found

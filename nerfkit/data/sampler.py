@@ -58,8 +58,8 @@ class PixelSampler:
             image = scene.images[index]
             if image.shape[2] == 3:
                 image = np.concatenate([image, np.full(image.shape[:2] + (1,), 255, np.uint8)], 2)
-            pixels.append(torch.from_numpy(np.array(image)).reshape(-1, 4))
-        self.pixels = torch.cat(pixels)
+            pixels.append(image.reshape(-1, 4))
+        self.pixels = torch.from_numpy(np.concatenate(pixels))     # one copy, writable (loaded images are not)
         self.choices = None         # (K,) flat indices of the pixels that count, when some do not
         if scene.masks is not None:
             keep = torch.cat([torch.from_numpy(scene.masks[index]).reshape(-1) for index in image_ids])

@@ -114,10 +114,11 @@ def evaluate_split(method: Method, scene: Scene, split: str = "test", background
             pred = out["rgb"].clamp(0.0, 1.0)
             target = ground_truth(scene, index, bg, scale).to(pred.device)
             keep = ground_truth_keep(scene, index, scale)
-            if covered is not None:
-                keep = covered if keep is None else keep.to(pred.device) & covered
-            if keep is not None:        # ignored pixels take the render's colour: no error there
+            if keep is not None:
                 keep = keep.to(pred.device)
+            if covered is not None:
+                keep = covered if keep is None else keep & covered
+            if keep is not None:        # ignored pixels take the render's colour: no error there
                 target = torch.where(keep[..., None], target, pred)
             name = Path(scene.image_paths[index]).stem if scene.image_paths else f"{index:05d}"
             per_image.append({"name": name, "index": index, "psnr": psnr(pred, target, keep),
