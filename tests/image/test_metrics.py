@@ -178,3 +178,23 @@ def test_ssim_decreases_monotonically_with_noise(astronaut):
 def test_ssim_rejects_images_smaller_than_the_window():
     with pytest.raises(ValueError, match="11x11"):
         ssim(torch.zeros(10, 32, 3), torch.zeros(10, 32, 3))
+
+
+def test_ssim_filters_small_images_by_banded_products_and_large_ones_by_convolution(monkeypatch):
+    from nerfkit.image import metrics
+
+    generator = torch.Generator().manual_seed(3)
+    pred, target = torch.rand(2, 40, 57, 3, generator=generator, dtype=torch.float64)
+    banded = metrics.ssim_loss_map(pred, target)
+    monkeypatch.setattr(metrics, "BANDED_BLUR_MAX_SIDE", 0)
+    convolved = metrics.ssim_loss_map(pred, target)
+    assert banded.shape == convolved.shape == (3, 30, 47)
+    assert torch.allclose(banded, convolved, atol=1e-12, rtol=0)
+    # and the banded path differentiates like the convolution path
+    grads = []
+    for side in (512, 0):
+        monkeypatch.setattr(metrics, "BANDED_BLUR_MAX_SIDE", side)
+        leaf = pred.clone().requires_grad_(True)
+        metrics.ssim_loss_map(leaf, target).mean().backward()
+        grads.append(leaf.grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-12, rtol=0)
