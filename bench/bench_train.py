@@ -34,7 +34,10 @@ def main() -> None:
     parser.add_argument("--downscale", type=float, default=1.0)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="method setting")
+    parser.add_argument("--subset", default="", help="also print the mean over these test-split positions, e.g. "
+                        "0,5,10,15,20 (the views a peer was scored on: bench/peer_nerfacto_eval.py)")
     args = parser.parse_args()
+    subset = [int(i) for i in args.subset.split(",")] if args.subset else []
     by_steps = bool(args.steps)
     marks = sorted(float(t) for t in (args.steps or args.times or "30,60,120,300").split(","))
     method = apply_overrides(method_spec(args.method).config(), dict(item.split("=", 1) for item in args.set),
@@ -56,6 +59,11 @@ def main() -> None:
         start = time.perf_counter()
         result = evaluate_split(trainer.method, trainer.scene, "test", "white")
         stats = trainer.stats
+        if subset:
+            chosen = [result["images"][i] for i in subset]          # positions in the test split
+            print(f"at {stats.train_seconds:.0f} s, test views {args.subset}: PSNR "
+                  f"{sum(i['psnr'] for i in chosen) / len(chosen):.2f} dB, SSIM "
+                  f"{sum(i['ssim'] for i in chosen) / len(chosen):.4f}", flush=True)
         rows.append((stats.step, stats.train_seconds, stats.step / stats.train_seconds,
                      stats.rays_seen / stats.train_seconds, stats.extra.get("gaussians", "-"), result["psnr"],
                      result["ssim"], time.perf_counter() - start, _peak_memory_gib()))
