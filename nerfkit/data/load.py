@@ -139,7 +139,7 @@ def load_scene(path: str | Path, downscale: float = 1.0, split_every: int = 8,
     scene_kind = resolve_kind(parsed.extras["kind"], world.c2w, kind)
     norm = normalize_poses(world.c2w, parsed.points3d, scene_kind, names)
     cameras = Cameras(transform_c2w(norm.world_to_scene, world.c2w).float(),
-                      world.intrinsics.float(), world.sizes.long(), world.distortion.float())
+                      world.intrinsics.float(), world.sizes.long(), world.distortion.float(), world.fisheye.clone())
     if downscale != 1:
         cameras = cameras.scaled(1.0 / downscale)
     if bool((cameras.sizes < 1).any()):
