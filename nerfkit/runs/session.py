@@ -1,6 +1,7 @@
 """Starting, resuming and re-opening runs: the steps the commands share.
 
-- :func:`start_run`: load the scene, create the run folder with ``config.yaml`` and
+- :func:`start_run`: load the scene (with triangulated points where it has none:
+  :mod:`nerfkit.runs.sparse_points`), create the run folder with ``config.yaml`` and
   ``transform.json``, build the trainer.
 - :func:`resume_run`: re-open a run folder and load its newest checkpoint into a trainer.
 - :func:`open_run`: a finished (or running) run ready to render, evaluate or export: its
@@ -29,6 +30,7 @@ from nerfkit.runs.checkpoints import latest_checkpoint, load_checkpoint
 from nerfkit.runs.config import RunConfig, resolve_device
 from nerfkit.runs.folder import RunFolder
 from nerfkit.runs.parallel import ProcessShare
+from nerfkit.runs.sparse_points import with_triangulated_points
 from nerfkit.runs.trainer import Trainer
 
 Log = Callable[[str], None]
@@ -73,6 +75,7 @@ def start_run(config: RunConfig, log: Log | None = None, processes: ProcessShare
     set_threads(config)
     scene = load_configured_scene(config)
     check_lenses(config.train.method, scene)
+    scene = with_triangulated_points(scene, config.train.triangulate, config.train.threads, log)
     config.method = config.resolved().method
     run = RunFolder.create(Path(config.train.output_dir), scene.name, config.train.method)
     write_yaml_atomic(run.config_file, config.to_dict())
