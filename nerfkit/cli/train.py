@@ -19,6 +19,8 @@ TRAIN_FLAGS = {  # flag -> (TrainConfig setting, type, help)
     "--masks": ("masks", str, "the scene's masks/ (0 = this pixel does not count): auto (default: ignore when "
                 "the scene has masks) | ignore (never trained on nor scored) | alpha (they become the images' "
                 "alpha channel: an object on a transparent background) | off"),
+    "--triangulate": ("triangulate", str, "a scene with poses but no sparse points gets points triangulated "
+                      "from its photos (once, cached outside the scene), splat's start: auto (default) | off"),
     "--eval-every": ("eval_every", int, "steps between quick one-image evals (0 = off)"),
     "--checkpoint-every": ("checkpoint_every", int, "steps between checkpoints"),
     "--seed": ("seed", int, "random seed"),

@@ -21,6 +21,16 @@ import yaml
 from nerfkit.core.errors import NerfkitError
 
 
+def user_cache_dir() -> Path:
+    """nerfkit's cache folder for things it computes once per machine (the demo scene, a scene's
+    triangulated points), never inside a user's scene: ``$NERFKIT_CACHE``, else
+    ``$XDG_CACHE_HOME/nerfkit``, else ``~/.cache/nerfkit``."""
+    root = os.environ.get("NERFKIT_CACHE")
+    if not root:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nerfkit"
+    return Path(root).expanduser()
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
     """A temp path next to ``path`` to write to (by this process or another, e.g. ffmpeg); on

@@ -3,7 +3,8 @@
 Read with pycolmap. COLMAP's cameras are world-to-camera with OpenCV axes and its pixel
 convention is ours (the top-left corner of the image is (0, 0), the first pixel centre (0.5, 0.5)),
 so poses are only inverted and intrinsics copied. Supported camera models map onto nerfkit's
-``fx, fy, cx, cy`` + OpenCV ``k1, k2, p1, p2, k3``.
+``fx, fy, cx, cy`` + OpenCV ``k1, k2, p1, p2, k3``, or a fisheye's ``k1, k2, k3, k4``
+(:mod:`nerfkit.data.colmap_cameras`).
 """
 
 from __future__ import annotations
@@ -114,17 +115,16 @@ def parse_colmap(root: Path) -> Scene:
         raise NerfkitError(f"'{images_file}' has no registered images")
     paths = [root / IMAGES_DIR / im.name for im in images]
     check_images_exist(paths, images_file)
-    intrinsics, distortion, sizes = [], [], []
+    lenses, sizes = [], []
     for im in images:
         camera = reconstruction.cameras[im.camera_id]
-        k, d = camera_from_colmap(_model_name(camera), camera.params, cameras_file)
-        intrinsics.append(k)
-        distortion.append(d)
+        lenses.append(camera_from_colmap(_model_name(camera), camera.params, cameras_file))
         sizes.append([int(camera.width), int(camera.height)])
     cameras = Cameras(torch.from_numpy(np.stack([_c2w(im) for im in images])),
-                      torch.tensor(intrinsics, dtype=torch.float64),
+                      torch.tensor([lens.intrinsics for lens in lenses], dtype=torch.float64),
                       torch.tensor(sizes, dtype=torch.int64),
-                      torch.tensor(distortion, dtype=torch.float64))
+                      torch.tensor([lens.distortion for lens in lenses], dtype=torch.float64),
+                      torch.tensor([lens.fisheye for lens in lenses], dtype=torch.bool))
     points = list(reconstruction.points3D.values())
     xyz = rgb = None
     if points:

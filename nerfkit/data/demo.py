@@ -31,6 +31,7 @@ from plyfile import PlyData, PlyElement
 from torch import Tensor
 
 from nerfkit.core.errors import NerfkitError
+from nerfkit.core.files import user_cache_dir
 from nerfkit.data.cameras import opengl_to_opencv, undistort
 
 DEMO_NAME = "demo-v1"                 # bump the version when the scene's look or layout changes
@@ -413,10 +414,7 @@ def write_demo_scene(out_dir: Path, size: int = 100, n_train: int = 60, n_test: 
 def default_demo_dir() -> Path:
     """Where ``nerfkit train`` keeps the demo scene: ``$NERFKIT_CACHE/demo-v1``, else
     ``$XDG_CACHE_HOME/nerfkit/demo-v1``, else ``~/.cache/nerfkit/demo-v1``."""
-    root = os.environ.get("NERFKIT_CACHE")
-    if not root:
-        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nerfkit"
-    return Path(root).expanduser() / DEMO_NAME
+    return user_cache_dir() / DEMO_NAME
 
 
 def _is_complete(folder: Path, params: dict) -> bool:

@@ -6,6 +6,9 @@
 Both resample with bilinear interpolation of premultiplied colour. Pixels with nothing to sample
 (outside the source image) come back as ``keep = False``, which training and scores ignore as they
 ignore a mask's 0 pixels (:mod:`nerfkit.data.masks`).
+
+Fisheyes are refused (:func:`refuse_fisheye`): a pinhole holds no ray 90 degrees or more from its
+axis, and a wide fisheye's periphery would need a pinhole image many times its size.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nerfkit.core.errors import NerfkitError
 from nerfkit.data.cameras import Cameras, distort, image_pixels, undistort
 from nerfkit.data.scene import Scene
 
@@ -34,16 +38,24 @@ def _to_pixels(xy: Tensor, intrinsics: Tensor) -> Tensor:
     return torch.stack([xy[:, 0] * fx + cx, xy[:, 1] * fy + cy], -1)
 
 
+def refuse_fisheye(cameras: Cameras, what: str = "rendering through a pinhole") -> None:
+    """NerfkitError when any of ``cameras`` is a fisheye: ``what`` does not support them."""
+    if cameras.has_fisheye:
+        raise NerfkitError(f"{what} does not support OPENCV_FISHEYE cameras yet; use --method ngp "
+                           "or undistort the photos")
+
+
 def covering_pinhole(camera: Cameras) -> Cameras:
     """A pinhole camera with ``camera``'s pose and focal lengths whose image holds every pixel of
     ``camera``'s (distorted) image: widened (and its principal point shifted) where the undistorted
     border reaches beyond the photo (barrel distortion), at most :data:`MAX_GROWTH` times its size.
 
     Args:
-        camera: one camera (batch of 1), any distortion.
+        camera: one camera (batch of 1), any OpenCV distortion (a fisheye is refused).
     Returns:
         One pinhole camera (distortion zero) with its own ``sizes`` and ``intrinsics``.
     """
+    refuse_fisheye(camera)
     width, height = (int(v) for v in camera.sizes[0])
     intrinsics = camera.intrinsics[0].double()
     xs, ys = torch.arange(width + 1, dtype=torch.float64), torch.arange(height + 1, dtype=torch.float64)
@@ -104,6 +116,7 @@ def undistort_image(image: np.ndarray, camera: Cameras, pinhole: Cameras,
         (h, w, 3|4) uint8 image of ``pinhole`` and (h, w) bool: True where it was sampled from
         pixels that count.
     """
+    refuse_fisheye(camera)
     width, height = (int(v) for v in pinhole.sizes[0])
     ideal = _normalised(image_pixels(width, height).double(), pinhole.intrinsics[0])
     source = _to_pixels(distort(ideal, camera.distortion[0].double()), camera.intrinsics[0])
@@ -123,6 +136,7 @@ def warp_to_distorted(render: Tensor, pinhole: Cameras, camera: Cameras) -> tupl
         (H, W, C) image (same dtype and device as ``render``) and (H, W) bool: True where the
         render covers the pixel.
     """
+    refuse_fisheye(camera)
     width, height = (int(v) for v in camera.sizes[0])
     distorted = _normalised(image_pixels(width, height).double(), camera.intrinsics[0].cpu())
     source = _to_pixels(undistort(distorted, camera.distortion[0].double().cpu()), pinhole.intrinsics[0].cpu())
@@ -137,6 +151,7 @@ def undistorted_scene(scene: Scene, indices: list[int]) -> Scene:
     todo = [i for i in indices if scene.cameras[i].has_distortion]
     if not todo:
         return scene
+    refuse_fisheye(scene.cameras[todo])
     cameras = scene.cameras[list(range(len(scene.cameras)))]
     images = list(scene.images)
     masks = list(scene.masks) if scene.masks is not None else [np.ones(image.shape[:2], bool) for image in images]

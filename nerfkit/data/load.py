@@ -48,6 +48,13 @@ def detect_format(root: Path) -> str:
         "NeRF-synthetic folder (transforms_train.json) or a transforms.json")
 
 
+def parse_scene(path: str | Path) -> Scene:
+    """The scene folder as its reader gives it: original world coordinates, float64 cameras at the
+    photos' full size, sparse points when the files hold them, no images read (see each reader)."""
+    root = _scene_folder(path)
+    return PARSERS[detect_format(root)](root)
+
+
 def every_nth_split(count: int, every: int) -> dict[str, list[int]]:
     """Images 0, every, 2*every, ... are ``test``; the rest are ``train``."""
     test = list(range(0, count, every))
@@ -139,7 +146,7 @@ def load_scene(path: str | Path, downscale: float = 1.0, split_every: int = 8,
     scene_kind = resolve_kind(parsed.extras["kind"], world.c2w, kind)
     norm = normalize_poses(world.c2w, parsed.points3d, scene_kind, names)
     cameras = Cameras(transform_c2w(norm.world_to_scene, world.c2w).float(),
-                      world.intrinsics.float(), world.sizes.long(), world.distortion.float())
+                      world.intrinsics.float(), world.sizes.long(), world.distortion.float(), world.fisheye.clone())
     if downscale != 1:
         cameras = cameras.scaled(1.0 / downscale)
     if bool((cameras.sizes < 1).any()):

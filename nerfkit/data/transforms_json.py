@@ -1,7 +1,9 @@
 """instant-ngp / nerfstudio ``transforms.json`` -> a :class:`Scene` in original world coordinates.
 
 Intrinsics are read from the top level and may be overridden per frame: ``fl_x, fl_y, cx, cy, w,
-h, k1, k2, k3, p1, p2, camera_angle_x, camera_angle_y``. ``transform_matrix`` is an OpenGL
+h, k1, k2, k3, p1, p2, camera_angle_x, camera_angle_y``, and the lens: ``camera_model`` (one of
+:data:`SUPPORTED_CAMERA_MODELS`; nerfstudio's ``OPENCV_FISHEYE`` and instant-ngp's
+``is_fisheye: true`` are the equidistant fisheye with ``k1, k2, k3, k4``). ``transform_matrix`` is an OpenGL
 camera-to-world (4x4 or 3x4), converted to OpenCV here; ``file_path`` is relative to the json's
 folder. nerfstudio's ``train_filenames`` / ``val_filenames`` / ``test_filenames`` give the splits
 and ``ply_file_path`` an optional point cloud in the same world coordinates.
@@ -26,9 +28,12 @@ from nerfkit.data.cameras import Cameras, opengl_to_opencv
 from nerfkit.data.images import check_images_exist, image_size, resolve_image_path
 from nerfkit.data.scene import Scene
 
-SUPPORTED_CAMERA_MODELS = ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL")
+FISHEYE_MODEL = "OPENCV_FISHEYE"
+SUPPORTED_CAMERA_MODELS = ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL", FISHEYE_MODEL)
 _DISTORTION_KEYS = ("k1", "k2", "p1", "p2", "k3")
+_FISHEYE_KEYS = ("k1", "k2", "k3", "k4")
 _UNSUPPORTED_DISTORTION_KEYS = ("k4", "k5", "k6")
+_UNSUPPORTED_FISHEYE_KEYS = ("p1", "p2", "k5", "k6")
 
 
 def read_json(path: Path) -> dict:
@@ -127,8 +132,9 @@ def frame_mask_path(frame: dict, index: int, path: Path) -> Path | None:
 
 
 def _intrinsics(meta: dict, frame: dict, image: Path, path: Path) -> tuple[list[float], list[float],
-                                                                          tuple[int, int]]:
-    """``[fx, fy, cx, cy]``, ``[k1, k2, p1, p2, k3]`` and ``(w, h)`` of one frame."""
+                                                                          tuple[int, int], bool]:
+    """``[fx, fy, cx, cy]``, the distortion (``[k1, k2, p1, p2, k3]``, or ``[k1, k2, k3, k4, 0]``
+    of a fisheye), ``(w, h)`` and whether the frame's camera is a fisheye."""
     def get(key: str):
         return frame.get(key, meta.get(key))
 
@@ -137,13 +143,19 @@ def _intrinsics(meta: dict, frame: dict, image: Path, path: Path) -> tuple[list[
         return None if value is None else json_number(value, key, path, f"'{image.name}'")
 
     model = get("camera_model")
-    if get("is_fisheye") or (model is not None and model not in SUPPORTED_CAMERA_MODELS):
-        raise NerfkitError(f"camera model '{model or 'fisheye'}' in '{path}' is not supported; "
+    if model is not None and model not in SUPPORTED_CAMERA_MODELS:
+        raise NerfkitError(f"camera model '{model}' in '{path}' is not supported; "
                            f"supported: {', '.join(SUPPORTED_CAMERA_MODELS)}")
-    for key in _UNSUPPORTED_DISTORTION_KEYS:
+    if get("is_fisheye") and model not in (None, FISHEYE_MODEL):
+        raise NerfkitError(f"'{path}' sets 'is_fisheye' for camera model '{model}': expected "
+                           f"camera_model {FISHEYE_MODEL} (or none) for a fisheye")
+    fisheye = model == FISHEYE_MODEL or bool(get("is_fisheye"))
+    keys = _FISHEYE_KEYS if fisheye else _DISTORTION_KEYS
+    for key in _UNSUPPORTED_FISHEYE_KEYS if fisheye else _UNSUPPORTED_DISTORTION_KEYS:
         if get(key):
             raise NerfkitError(f"distortion coefficient '{key}' in '{path}' is not supported "
-                               f"(only {', '.join(_DISTORTION_KEYS)})")
+                               f"for {FISHEYE_MODEL if fisheye else 'pinhole'} cameras (only "
+                               f"{', '.join(keys)})")
     width, height = number("w"), number("h")
     if width is None or height is None:
         width, height = image_size(image)
@@ -168,8 +180,8 @@ def _intrinsics(meta: dict, frame: dict, image: Path, path: Path) -> tuple[list[
                            "expected a positive number of pixels")
     cx = number("cx") if get("cx") is not None else 0.5 * width
     cy = number("cy") if get("cy") is not None else 0.5 * height
-    distortion = [number(key) or 0.0 for key in _DISTORTION_KEYS]
-    return [float(fx), float(fy), float(cx), float(cy)], distortion, (width, height)
+    distortion = [number(key) or 0.0 for key in keys] + ([0.0] if fisheye else [])
+    return [float(fx), float(fy), float(cx), float(cy)], distortion, (width, height), fisheye
 
 
 def _angle(value: float, key: str, path: Path) -> float:
@@ -254,11 +266,11 @@ def parse_transforms_json(root: Path, filename: str = "transforms.json") -> Scen
     frames, paths = [frames[i] for i in order], [paths[i] for i in order]
     check_images_exist(paths, path)
     c2w = torch.stack([frame_c2w(frame, order[i], path) for i, frame in enumerate(frames)])
-    intrinsics, distortion, sizes = zip(*(_intrinsics(meta, frame, image, path)
-                                          for frame, image in zip(frames, paths)))
+    intrinsics, distortion, sizes, fisheye = zip(*(_intrinsics(meta, frame, image, path)
+                                                   for frame, image in zip(frames, paths)))
     cameras = Cameras(c2w, torch.tensor(intrinsics, dtype=torch.float64),
                       torch.tensor(sizes, dtype=torch.int64),
-                      torch.tensor(distortion, dtype=torch.float64))
+                      torch.tensor(distortion, dtype=torch.float64), torch.tensor(fisheye, dtype=torch.bool))
     hint = scene_kind_hint(meta, path)
     points, points_rgb = read_ply_points(meta, path)
     return Scene(name=root.name, root=root, format="transforms", image_paths=paths, images=[],

@@ -15,8 +15,9 @@ distance field (:class:`~nerfkit.methods.capabilities.HasSDF`) are meshed from i
 cubes on its zero level set (:mod:`nerfkit.export.sdf_mesh`), vertex colours from the method's
 colour field; the same clean-up, hole capping, decimation and texture follow.
 
-The views are rendered through pinhole versions of the scene's cameras (distortion zeroed) and
-fused with the same pinhole model, so a lens's distortion cannot bend the fused surface.
+The views are rendered through pinhole versions of the scene's cameras (distortion zeroed; a fisheye
+becomes a pinhole of its focal length, which sees less than the fisheye) and fused with the same
+pinhole model, so a lens's distortion cannot bend the fused surface.
 """
 
 from __future__ import annotations
@@ -160,7 +161,8 @@ def export_mesh(method: Method, scene: Scene, options: MeshOptions | None = None
 
     clock = time.perf_counter()
     volume = TSDFVolume(box, options.resolution)
-    points = torch.cat([view_points(scene, index, view)[0] for index, view in zip(indices, views)])
+    points = torch.cat([view_points(scene, index, view, scene.cameras[index].without_distortion())[0]
+                        for index, view in zip(indices, views)])
     band = volume.band_voxels(points.float())
     if world_box is not None:
         band = band[_inside(to_world(volume.voxel_centers(band).numpy(), scene.world_to_scene), world_box)]

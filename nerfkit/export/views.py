@@ -51,13 +51,17 @@ def render_view(method: Method, camera: Cameras) -> View:
     return View(rgb, depth, alpha)
 
 
-def view_points(scene: Scene, index: int, view: View) -> tuple[Tensor, Tensor]:
-    """Scene-coordinate points (P, 3) float64 and their colours (P, 3) of a view's opaque pixels."""
+def view_points(scene: Scene, index: int, view: View, camera: Cameras | None = None) -> tuple[Tensor, Tensor]:
+    """Scene-coordinate points (P, 3) float64 and their colours (P, 3) of a view's opaque pixels.
+
+    ``camera``: the one camera the view was rendered with (e.g. a pinhole twin of a fisheye), or
+    None: the scene's camera ``index``, in its own lens."""
     height, width = view.depth.shape
     mask = (view.alpha.reshape(-1) > MIN_ALPHA) & (view.depth.reshape(-1) > 0)
     pixels = image_pixels(width, height)[mask]
-    camera_ids = torch.full((len(pixels),), index, dtype=torch.long)
-    origins, directions = generate_rays(scene.cameras, camera_ids, pixels)
+    cameras = scene.cameras if camera is None else camera
+    camera_ids = torch.full((len(pixels),), index if camera is None else 0, dtype=torch.long)
+    origins, directions = generate_rays(cameras, camera_ids, pixels)
     points = origins.double() + directions.double() * view.depth.reshape(-1)[mask, None].double()
     return points, view.rgb.reshape(-1, 3)[mask]
 

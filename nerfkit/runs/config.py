@@ -44,6 +44,10 @@ class TrainConfig(Settings):
             ``alpha``: they become the images' alpha channel, so a capture trains as an object on a
             transparent background (``auto`` scene kind: object); ``off``: not read; ``auto``:
             ``ignore`` when the scene has masks, else ``off``.
+        triangulate: a COLMAP or ``transforms.json`` scene with poses but no sparse points (and no
+            alpha, whose silhouettes give start points already) gets points triangulated from
+            its photos with the known poses (:mod:`nerfkit.ingest.triangulate`, cached once per
+            scene), which splat starts its Gaussians at: ``auto``; ``off``: never.
         eval_background: behind RGBA test images.
         seed: randomness; threads: torch CPU threads (0 = all cores).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
@@ -68,6 +72,7 @@ class TrainConfig(Settings):
     split_every: int = 8
     scene_kind: Literal["auto", "object", "unbounded"] = "auto"
     masks: Literal["auto", "off", "ignore", "alpha"] = "auto"
+    triangulate: Literal["auto", "off"] = "auto"
     eval_background: Literal["white", "black"] = "white"
     seed: int = 0
     threads: int = 0

@@ -1,6 +1,7 @@
 """Starting, resuming and re-opening runs: the steps the commands share.
 
-- :func:`start_run`: load the scene, create the run folder with ``config.yaml`` and
+- :func:`start_run`: load the scene (with triangulated points where it has none:
+  :mod:`nerfkit.runs.sparse_points`), create the run folder with ``config.yaml`` and
   ``transform.json``, build the trainer.
 - :func:`resume_run`: re-open a run folder and load its newest checkpoint into a trainer.
 - :func:`open_run`: a finished (or running) run ready to render, evaluate or export: its
@@ -20,14 +21,16 @@ import torch
 from nerfkit.core.errors import NerfkitError
 from nerfkit.core.files import read_yaml, write_json_atomic, write_yaml_atomic
 from nerfkit.data.inputs import SceneInfo
+from nerfkit.data.lens import refuse_fisheye
 from nerfkit.data.load import load_scene
 from nerfkit.data.scene import Scene
 from nerfkit.methods.base import Method
-from nerfkit.methods.registry import build_method
+from nerfkit.methods.registry import build_method, method_spec
 from nerfkit.runs.checkpoints import latest_checkpoint, load_checkpoint
 from nerfkit.runs.config import RunConfig, resolve_device
 from nerfkit.runs.folder import RunFolder
 from nerfkit.runs.parallel import ProcessShare
+from nerfkit.runs.sparse_points import with_triangulated_points
 from nerfkit.runs.trainer import Trainer
 
 Log = Callable[[str], None]
@@ -71,6 +74,8 @@ def start_run(config: RunConfig, log: Log | None = None, processes: ProcessShare
     _train_where(config, processes)
     set_threads(config)
     scene = load_configured_scene(config)
+    check_lenses(config.train.method, scene)
+    scene = with_triangulated_points(scene, config.train.triangulate, config.train.threads, log)
     config.method = config.resolved().method
     run = RunFolder.create(Path(config.train.output_dir), scene.name, config.train.method)
     write_yaml_atomic(run.config_file, config.to_dict())
@@ -89,12 +94,21 @@ def resume_run(path: Path, log: Log | None = None, processes: ProcessShare | Non
     set_threads(config)
     scene = load_configured_scene(config)
     _check_same_transform(run, scene)
+    check_lenses(config.train.method, scene)
     trainer = Trainer(config, scene, run, log, processes)
     with _checkpoint_fits(run):
         resumed = trainer.resume()
     if not resumed:
         (log or _silent)(f"{run.path} has no checkpoint yet: starting it from step 0")
     return trainer
+
+
+def check_lenses(method: str, scene: Scene) -> None:
+    """One sentence, before any run folder or training, when ``method`` renders through pinholes
+    only (:class:`~nerfkit.methods.capabilities.RendersPinholeOnly`, e.g. splat) and ``scene`` has
+    fisheye cameras, which no pinhole image can hold."""
+    if getattr(method_spec(method).load(), "pinhole_only", False):
+        refuse_fisheye(scene.cameras, method)
 
 
 def read_run_config(run: RunFolder | Path) -> RunConfig:

@@ -26,7 +26,7 @@ class KnownCameras:
         c2w: (N, 4, 4) float64 camera-to-world, OpenCV axes.
         intrinsics: (N, 4) ``fx, fy, cx, cy`` (pixel centres at +0.5).
         sizes: (N, 2) int ``width, height``.
-        distortion: (N, 5) OpenCV ``k1, k2, p1, p2, k3``.
+        distortion: (N, 5) OpenCV ``k1, k2, p1, p2, k3`` (a fisheye model's ``k1, k2, k3, k4, 0``).
         names: N image stems (``cam_000``), sorted in camera order.
         center: (3,) the point all cameras look at.
     """
@@ -103,7 +103,17 @@ def colmap_params(model: str, intrinsics: np.ndarray, distortion: np.ndarray) ->
         "SIMPLE_RADIAL": [fx, cx, cy, k1],
         "RADIAL": [fx, cx, cy, k1, k2],
         "OPENCV": [fx, fy, cx, cy, k1, k2, p1, p2],
+        # the fisheyes' third and fourth coefficients sit where a pinhole's p1, p2 do
+        "OPENCV_FISHEYE": [fx, fy, cx, cy, k1, k2, p1, p2],
+        "SIMPLE_RADIAL_FISHEYE": [fx, cx, cy, k1],
+        "RADIAL_FISHEYE": [fx, cx, cy, k1, k2],
+        "SIMPLE_FISHEYE": [fx, cx, cy],
+        "FISHEYE": [fx, fy, cx, cy],
     }[model]
+
+
+WRITABLE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE",
+                   "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE", "SIMPLE_FISHEYE", "FISHEYE")
 
 
 def colmap_reconstruction(cams: KnownCameras, model: str = "PINHOLE",
@@ -114,7 +124,7 @@ def colmap_reconstruction(cams: KnownCameras, model: str = "PINHOLE",
     for i, name in enumerate(cams.names):
         width, height = (int(v) for v in cams.sizes[i])
         camera = pycolmap.Camera.create_from_model_name(i + 1, model, 1.0, width, height)
-        if model in ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV"):
+        if model in WRITABLE_MODELS:
             camera.params = colmap_params(model, cams.intrinsics[i], cams.distortion[i])
         rec.add_camera_with_trivial_rig(camera)
         w2c = np.linalg.inv(cams.c2w[i])

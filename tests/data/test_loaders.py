@@ -120,6 +120,12 @@ MODELS = {
     "SIMPLE_RADIAL": ([30.0, 30.0, 15.7, 12.4], [-0.12, 0, 0, 0, 0]),
     "RADIAL": ([30.0, 30.0, 15.7, 12.4], [-0.12, 0.03, 0, 0, 0]),
     "OPENCV": ([30.0, 28.5, 15.7, 12.4], [-0.12, 0.03, 0.004, -0.003, 0]),
+    # fisheyes: k1, k2, k3, k4 of the equidistant model
+    "OPENCV_FISHEYE": ([20.0, 19.5, 15.7, 12.4], [0.06, -0.02, 0.004, -0.001, 0]),
+    "SIMPLE_RADIAL_FISHEYE": ([20.0, 20.0, 15.7, 12.4], [0.06, 0, 0, 0, 0]),
+    "RADIAL_FISHEYE": ([20.0, 20.0, 15.7, 12.4], [0.06, -0.02, 0, 0, 0]),
+    "SIMPLE_FISHEYE": ([20.0, 20.0, 15.7, 12.4], [0, 0, 0, 0, 0]),
+    "FISHEYE": ([20.0, 19.5, 15.7, 12.4], [0, 0, 0, 0, 0]),
 }
 
 
@@ -135,6 +141,7 @@ def test_colmap_camera_models_project_like_pycolmap(tmp_path, cams, model):
     world = cams.center + rng.uniform(-0.8, 0.8, (20, 3))
     points = transform_points(scene.world_to_scene, torch.from_numpy(world))
     np.testing.assert_allclose(scene.cameras.distortion[0].numpy(), distortion, atol=1e-7)
+    assert bool(scene.cameras.fisheye.all()) == model.endswith("FISHEYE")
     for index, image_id in enumerate(sorted(rec.images)):
         image = rec.images[image_id]
         cam_from_world = image.cam_from_world()
@@ -143,6 +150,43 @@ def test_colmap_camera_models_project_like_pycolmap(tmp_path, cams, model):
         ids = torch.full((len(world),), index, dtype=torch.long)
         np.testing.assert_allclose(project(scene.cameras, ids, points).numpy(), expected,
                                    atol=1e-3)
+
+
+FISHEYE_LENS = {"k1": 0.06, "k2": -0.02, "k3": 0.004, "k4": -0.001}
+
+
+@pytest.mark.parametrize("how", ["camera_model", "is_fisheye"])
+def test_transforms_fisheye_projects_like_pycolmap(tmp_path, cams, how):
+    # nerfstudio writes camera_model OPENCV_FISHEYE, instant-ngp's colmap2nerf is_fisheye: true
+    cams.intrinsics[:] = [20.0, 19.5, 15.7, 12.4]
+    lens = {"camera_model": "OPENCV_FISHEYE"} if how == "camera_model" else {"is_fisheye": True}
+    scene = load_scene(write_transforms(tmp_path / "t", cams, extra={**lens, **FISHEYE_LENS}))
+    assert bool(scene.cameras.fisheye.all())
+    np.testing.assert_allclose(scene.cameras.distortion[0].numpy(), [0.06, -0.02, 0.004, -0.001, 0], atol=1e-7)
+    camera = pycolmap.Camera.create_from_model_name(1, "OPENCV_FISHEYE", 1.0, 32, 24)
+    camera.params = [20.0, 19.5, 15.7, 12.4, *FISHEYE_LENS.values()]
+    world = cams.center + np.random.default_rng(0).uniform(-0.8, 0.8, (20, 3))
+    points = transform_points(scene.world_to_scene, torch.from_numpy(world))
+    order = by_name(scene)
+    for index in range(len(cams)):
+        w2c = np.linalg.inv(cams.c2w[index])
+        expected = camera.img_from_cam(world @ w2c[:3, :3].T + w2c[:3, 3])
+        ids = torch.full((len(world),), order[index], dtype=torch.long)
+        np.testing.assert_allclose(project(scene.cameras, ids, points).numpy(), expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("extra, match", [
+    ({"camera_model": "OPENCV_FISHEYE", "p1": 0.01}, "coefficient 'p1' in '.*' is not supported for OPENCV_FISHEYE"),
+    ({"camera_model": "OPENCV_FISHEYE", "k5": 0.01}, "coefficient 'k5' in '.*' is not supported for OPENCV_FISHEYE"),
+    ({"camera_model": "OPENCV", "k4": 0.01}, "coefficient 'k4' in '.*' is not supported for pinhole"),
+    ({"camera_model": "PINHOLE", "is_fisheye": True}, "sets 'is_fisheye' for camera model 'PINHOLE'"),
+    ({"camera_model": "EQUIRECTANGULAR"}, "camera model 'EQUIRECTANGULAR' in '.*transforms.json' is not "
+                                          "supported; supported: OPENCV, PINHOLE, SIMPLE_PINHOLE, "
+                                          "SIMPLE_RADIAL, RADIAL, OPENCV_FISHEYE$"),
+])
+def test_transforms_lens_mistakes_are_one_sentence(tmp_path, cams, extra, match):
+    message = assert_error(match, write_transforms(tmp_path / "t", cams, extra=extra))
+    assert "\n" not in message
 
 
 def test_colmap_principal_point_convention_is_ours():
@@ -351,7 +395,9 @@ def test_unknown_camera_model(tmp_path, cams, model):
     else:
         colmap_reconstruction(cams, model).write_text(str(root / "sparse/0"))
     message = assert_error(f"camera model '{model}' in '.*cameras.txt' is not supported", root)
-    assert "SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV" in message
+    assert ("supported: SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV, OPENCV_FISHEYE, "
+            "SIMPLE_RADIAL_FISHEYE, RADIAL_FISHEYE, SIMPLE_FISHEYE, FISHEYE") in message
+    assert "\n" not in message
 
 
 def test_empty_splits(tmp_path, cams):

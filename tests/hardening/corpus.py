@@ -305,9 +305,12 @@ def _transforms_key_damages() -> list[BrokenScene]:
         "k1_string": (top("k1", "none"), "k1"),
         "k2_infinite": (frame("k2", float("inf")), "k2"),
         "k4_unsupported": (top("k4", 0.1), "k4"),
-        "camera_model_fisheye": (top("camera_model", "OPENCV_FISHEYE"), "OPENCV_FISHEYE"),
+        "camera_model_equirectangular": (top("camera_model", "EQUIRECTANGULAR"), "EQUIRECTANGULAR"),
         "camera_model_number": (top("camera_model", 4), "camera model '4'"),
-        "is_fisheye": (top("is_fisheye", True), "fisheye"),
+        "is_fisheye_with_pinhole_model": (lambda root: _edit_json(root / "transforms.json", lambda m: m.update(
+            camera_model="PINHOLE", is_fisheye=True)), "is_fisheye"),
+        "fisheye_p1": (lambda root: _edit_json(root / "transforms.json", lambda m: m.update(
+            camera_model="OPENCV_FISHEYE", p1=0.01)), "p1"),
         "aabb_scale_string": (top("aabb_scale", "big"), "aabb_scale"),
         "aabb_scale_list": (top("aabb_scale", [16]), "aabb_scale"),
         "train_filenames_number": (top("train_filenames", 5), "train_filenames"),

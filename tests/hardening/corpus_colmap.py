@@ -118,10 +118,10 @@ def colmap_txt_damages() -> list[BrokenScene]:
         "cameras_txt_truncated_60pct": (truncate(cams, 0.6), "cameras.txt"),
         "cameras_txt_line_dropped": (without_line(cams, "3"), "cameras.txt"),
         "cameras_txt_unknown_model": (_set_token(cams, "3", 1, "FOOBAR"), "FOOBAR"),
-        "cameras_txt_fisheye_model": (lambda root: (_set_token(cams, "3", 1, "OPENCV_FISHEYE")(root),
-                                                    _edit_lines(cams, lambda ls: [
-                                                        l + " 0 0 0 0" if l.startswith("3 ") else l
-                                                        for l in ls])(root)), "OPENCV_FISHEYE"),
+        "cameras_txt_fov_model": (lambda root: (_set_token(cams, "3", 1, "FOV")(root),
+                                                _edit_lines(cams, lambda ls: [
+                                                    l + " 0.5" if l.startswith("3 ") else l
+                                                    for l in ls])(root)), "FOV"),
         "cameras_txt_width_word": (_set_token(cams, "3", 2, "wide"), "wide"),
         "cameras_txt_width_zero": (_set_token(cams, "3", 2, "0"), "cameras.txt"),
         "cameras_txt_too_few_params": (_edit_lines(cams, lambda ls: [
@@ -197,7 +197,7 @@ def colmap_bin_damages() -> list[BrokenScene]:
     camera = 8 + 2 * (4 + 4 + 8 + 8 + 8 * 4)     # the third PINHOLE camera's record
     extra = {
         "cameras_bin_model_id_99": (patch("sparse/0/cameras.bin", camera + 4, "<i", 99), "cameras.bin"),
-        "cameras_bin_fisheye_model": (patch("sparse/0/cameras.bin", camera + 4, "<i", 5), "cameras.bin"),
+        "cameras_bin_full_opencv_model": (patch("sparse/0/cameras.bin", camera + 4, "<i", 6), "cameras.bin"),
         "cameras_bin_width_zero": (patch("sparse/0/cameras.bin", camera + 8, "<Q", 0), "cameras.bin"),
         "cameras_bin_focal_nan": (patch("sparse/0/cameras.bin", camera + 24, "<d", float("nan")),
                                   TARGET),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -14,40 +13,15 @@ import torch
 from nerfkit.cli import main
 from nerfkit.data.load import load_scene
 from nerfkit.ingest.pose_eval import align_poses, pose_errors
-
-
-def _look_at(eye: list[float]) -> torch.Tensor:
-    """(4, 4) OpenCV camera-to-world at ``eye`` looking at the origin, z up."""
-    eye_t = torch.tensor(eye, dtype=torch.float64)
-    forward = -eye_t / eye_t.norm()
-    right = torch.linalg.cross(forward, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
-    right = right / right.norm()
-    c2w = torch.eye(4, dtype=torch.float64)
-    c2w[:3, :3] = torch.stack([right, torch.linalg.cross(forward, right), forward], 1)
-    c2w[:3, 3] = eye_t
-    return c2w
+from demo_photos import write_demo_photos
 
 
 @pytest.fixture(scope="module")
 def demo_photos(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
     """60 "photos" (320 px JPEG on white) of the demo object along a rising spiral, as a phone
     walk-around would take them (7.5 degrees apart), and their true OpenCV camera-to-world poses."""
-    from nerfkit.data.demo import CAMERA_ANGLE_X, render_demo_view
-
     photos = tmp_path_factory.mktemp("process") / "photos"
-    photos.mkdir()
-    size, count = 320, 60
-    focal = 0.5 * size / math.tan(0.5 * CAMERA_ANGLE_X)
-    truth = {}
-    for i in range(count):
-        azimuth = math.radians(i * 450 / count)
-        elevation = math.radians(20 + 30 * i / (count - 1))
-        c2w = _look_at([2.6 * math.cos(elevation) * math.cos(azimuth), 2.6 * math.cos(elevation) * math.sin(azimuth),
-                        2.6 * math.sin(elevation)])
-        view = render_demo_view(c2w, focal, focal, size / 2, size / 2, size, size)
-        rgb = view["rgb"] * view["alpha"][..., None] + (1 - view["alpha"][..., None])
-        iio.imwrite(photos / f"view_{i:03d}.jpg", (rgb.numpy() * 255 + 0.5).astype(np.uint8), quality=95)
-        truth[f"view_{i:03d}"] = c2w
+    truth, _ = write_demo_photos(photos, count=60, size=320, turn_degrees=450.0)
     return photos, truth
 
 
