@@ -34,7 +34,8 @@ def _psnr(method: str, scene: Path, output: Path) -> float:
 def test_a_fisheye_capture_trains_like_its_pinhole_twin(fisheye_scenes, tmp_path, method):
     fisheye, pinhole = fisheye_scenes
     assert load_scene(fisheye).cameras.has_fisheye and not load_scene(pinhole).cameras.has_distortion
-    scores = {name: _psnr(method, scene, tmp_path / name) for name, scene in (("fisheye", fisheye), ("pinhole", pinhole))}
+    scores = {name: _psnr(method, scene, tmp_path / name)
+              for name, scene in (("fisheye", fisheye), ("pinhole", pinhole))}
     print(f"{method}: fisheye {scores['fisheye']:.2f} dB, pinhole twin {scores['pinhole']:.2f} dB")
     assert scores["fisheye"] > scores["pinhole"] - 1.0, scores
 
