@@ -21,6 +21,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--video-frames", type=int, default=150, help="frames kept from a video (default 150)")
     parser.add_argument("--min-registered", type=float, default=0.5,
                         help="fail when fewer than this fraction of images register (default 0.5)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for COLMAP (default 0: all cores; 1: slower, the same result every run)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier result in OUTPUT")
     parser.set_defaults(handler=run)
 
@@ -31,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     options = ProcessOptions(matcher=args.matcher, camera_model=args.camera_model,
                              single_camera=not args.per_image_camera, undistort=args.undistort,
                              downscales=tuple(args.downscale), video_frames=args.video_frames,
-                             min_registered=args.min_registered, overwrite=args.overwrite)
+                             min_registered=args.min_registered, threads=args.threads,
+                             overwrite=args.overwrite)
     process(Path(args.input), Path(args.output), options, log=print)
     print(f"scene ready: nerfkit train {args.output}")
     return 0

@@ -43,6 +43,7 @@ class ProcessOptions:
     min_registered: float = 0.5      # fail when fewer than this fraction registers
     max_image_size: int = 3200       # SIFT works on images at most this large
     seed: int = 0
+    threads: int = 0                 # CPU threads for COLMAP (0 = all cores; 1 = the same result every run)
     overwrite: bool = False
 
 
@@ -123,6 +124,7 @@ def process(source: Path, out: Path, options: ProcessOptions,
     import pycolmap
 
     pycolmap.logging.minloglevel = 3               # fatal only: we report stages, failures and tips ourselves
+    colmap_threads = options.threads if options.threads > 0 else -1     # COLMAP: -1 = all cores
     colmap_dir = out / "colmap"
     colmap_dir.mkdir(parents=True, exist_ok=True)
     database = colmap_dir / "database.db"
@@ -131,16 +133,19 @@ def process(source: Path, out: Path, options: ProcessOptions,
         reader.camera_model = options.camera_model
         extraction = pycolmap.FeatureExtractionOptions()
         extraction.max_image_size = options.max_image_size
+        extraction.num_threads = colmap_threads
         mode = pycolmap.CameraMode.SINGLE if options.single_camera else pycolmap.CameraMode.AUTO
         pycolmap.extract_features(database, images_dir, image_names=names, camera_mode=mode,
                                   reader_options=reader, extraction_options=extraction)
     with stage("matching"):
+        matching = pycolmap.FeatureMatchingOptions()
+        matching.num_threads = colmap_threads
         if report.matcher == "exhaustive":
-            pycolmap.match_exhaustive(database)
+            pycolmap.match_exhaustive(database, matching_options=matching)
         else:
             pairing = pycolmap.SequentialPairingOptions()
             pairing.overlap = 10
-            pycolmap.match_sequential(database, pairing_options=pairing)
+            pycolmap.match_sequential(database, matching_options=matching, pairing_options=pairing)
     with stage("mapping"):
         models_dir = colmap_dir / "sparse"
         for attempt in range(MAPPING_ATTEMPTS):
@@ -148,6 +153,7 @@ def process(source: Path, out: Path, options: ProcessOptions,
             models_dir.mkdir()
             mapping = pycolmap.IncrementalPipelineOptions()
             mapping.random_seed = options.seed + attempt
+            mapping.num_threads = colmap_threads
             models = pycolmap.incremental_mapping(database, images_dir, models_dir, options=mapping)
             if not models or not _model_collapsed(max(models.values(), key=lambda m: m.num_reg_images())):
                 break
@@ -244,6 +250,8 @@ def _check_options(options: ProcessOptions) -> None:
         raise NerfkitError(f"--camera-model must be one of {', '.join(CAMERA_MODELS)}, got '{options.camera_model}'")
     if not 0.0 <= options.min_registered <= 1.0:
         raise NerfkitError(f"--min-registered must be a fraction in [0, 1], got {options.min_registered}")
+    if options.threads < 0:
+        raise NerfkitError(f"--threads must be 0 (all cores) or positive, got {options.threads}")
     if options.video_frames < 3:
         raise NerfkitError(f"--video-frames must be at least 3, got {options.video_frames}")
     if any(factor < 2 for factor in options.downscales):

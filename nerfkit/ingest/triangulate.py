@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import time
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -82,10 +83,9 @@ def triangulate_known_poses(scene: Scene, cache_root: Path | None = None, thread
         gave no points (``log`` says so; that result is cached too, so it is tried once).
     """
     path = cache_file(scene, cache_root)
-    if path.is_file():
-        with np.load(path) as stored:
-            xyz, rgb, seconds = stored["xyz"], stored["rgb"], float(stored["seconds"])
-        return TriangulatedPoints(xyz, rgb, seconds, True, path) if len(xyz) else None
+    cached = _read_cache(path)
+    if cached is not None:
+        return cached if len(cached.xyz) else None
     try:
         import pycolmap
     except ImportError:
@@ -117,6 +117,19 @@ def triangulate_known_poses(scene: Scene, cache_root: Path | None = None, thread
                 "match between them): training starts without them")
         return None
     return TriangulatedPoints(xyz, rgb, seconds, False, path)
+
+
+def _read_cache(path: Path) -> TriangulatedPoints | None:
+    """The cached points at ``path``, or None when there are none (or the file is damaged: then they
+    are made again)."""
+    try:
+        with np.load(path) as stored:
+            xyz, rgb, seconds = stored["xyz"], stored["rgb"], float(stored["seconds"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):      # missing, or not a whole .npz
+        return None
+    if xyz.ndim != 2 or xyz.shape[1:] != (3,) or rgb.shape != xyz.shape:
+        return None
+    return TriangulatedPoints(xyz.astype(np.float64), rgb.astype(np.uint8), seconds, True, path)
 
 
 def _triangulate(pycolmap, scene: Scene, work: Path, threads: int) -> tuple[np.ndarray, np.ndarray]:

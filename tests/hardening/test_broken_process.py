@@ -110,6 +110,7 @@ def _inputs() -> dict[str, tuple[Callable[[Path], Path], str, list[str]]]:
         "bad_min_registered": (folder(lambda p: _photos(p, 3)), "--min-registered",
                                ["--min-registered", "1.5"]),
         "bad_downscale": (folder(lambda p: _photos(p, 3)), "--downscale", ["--downscale", "1"]),
+        "bad_threads": (folder(lambda p: _photos(p, 3)), "--threads", ["--threads", "-2"]),
     })
     return cases
 

@@ -40,8 +40,8 @@ def write_demo_photos(folder: Path, count: int = 60, size: int = 320, turn_degre
     for i in range(count):
         azimuth = math.radians(i * turn_degrees / count)
         elevation = math.radians(20 + 30 * i / (count - 1))
-        c2w = look_at([radius * math.cos(elevation) * math.cos(azimuth), radius * math.cos(elevation) * math.sin(azimuth),
-                       radius * math.sin(elevation)])
+        c2w = look_at([radius * math.cos(elevation) * math.cos(azimuth),
+                       radius * math.cos(elevation) * math.sin(azimuth), radius * math.sin(elevation)])
         view = render_demo_view(c2w, focal, focal, size / 2, size / 2, size, size)
         rgb = view["rgb"] * view["alpha"][..., None] + (1 - view["alpha"][..., None])
         iio.imwrite(folder / f"view_{i:03d}.jpg", (rgb.numpy() * 255 + 0.5).astype(np.uint8), quality=95)

@@ -36,7 +36,7 @@ def test_photos_become_a_posed_scene_matching_the_true_cameras(demo_photos, tmp_
     photos, truth = demo_photos
     before = sorted((p.name, p.stat().st_mtime_ns) for p in photos.iterdir())
     out = tmp_path / "scene"
-    assert main(["process", str(photos), str(out)]) == 0
+    assert main(["process", str(photos), str(out), "--threads", "1"]) == 0     # one thread: the same result every run
     printed = capsys.readouterr().out
     assert "registered 60 of 60 images" in printed and "time:" in printed and "exhaustive" in printed
     assert sorted((p.name, p.stat().st_mtime_ns) for p in photos.iterdir()) == before   # input untouched
@@ -54,7 +54,8 @@ def test_a_video_of_the_views_goes_through_too(demo_photos, tmp_path):
     video = tmp_path / "orbit.mp4"
     iio.imwrite(video, np.stack(frames), fps=10, codec="libx264", plugin="FFMPEG", quality=9)
     out = tmp_path / "scene"
-    assert main(["process", str(video), str(out), "--video-frames", "60", "--undistort", "--downscale", "2"]) == 0
+    assert main(["process", str(video), str(out), "--video-frames", "60", "--undistort", "--downscale", "2",
+                 "--threads", "1"]) == 0
     report = json.loads((out / "process.json").read_text())
     # Sequential matching of compressed frames registers ~54 of 60 (exhaustive: all 60).
     assert report["images"] == 60 and report["registered"] >= 48 and report["matcher"] == "sequential"
@@ -147,13 +148,13 @@ def test_a_collapsed_mapping_is_mapped_again_and_then_refused(demo_photos, tmp_p
     monkeypatch.setattr(pycolmap, "incremental_mapping", recording_mapping)
     monkeypatch.setattr(process_module, "_model_collapsed", lambda model: next(verdicts))
     out = tmp_path / "retried"
-    assert main(["process", str(photos), str(out)]) == 0
+    assert main(["process", str(photos), str(out), "--threads", "1"]) == 0
     assert seeds == [0, 1] and "mapping attempt 1 collapsed" in capsys.readouterr().out
     assert len(list((out / "colmap" / "sparse").iterdir())) >= 1         # the second attempt's models
 
     seeds.clear()
     monkeypatch.setattr(process_module, "_model_collapsed", lambda model: True)
-    assert main(["process", str(photos), str(tmp_path / "refused")]) == 2
+    assert main(["process", str(photos), str(tmp_path / "refused"), "--threads", "1"]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert seeds == [0, 1, 2] and len(error) == 1
     assert error[0].startswith("nerfkit: error: COLMAP's reconstruction of") and "collapsed" in error[0]

@@ -43,8 +43,9 @@ def posed_photos(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor], float
 
 def _colmap_scene(root: Path, photos: Path, truth: dict, focal: float) -> Path:
     names = sorted(truth)
-    cams = KnownCameras(np.stack([truth[n].numpy() for n in names]), np.tile([focal, focal, SIZE / 2, SIZE / 2], (COUNT, 1)),
-                        np.tile([SIZE, SIZE], (COUNT, 1)), np.zeros((COUNT, 5)), names)
+    cams = KnownCameras(np.stack([truth[n].numpy() for n in names]),
+                        np.tile([focal, focal, SIZE / 2, SIZE / 2], (COUNT, 1)), np.tile([SIZE, SIZE], (COUNT, 1)),
+                        np.zeros((COUNT, 5)), names)
     reconstruction = colmap_reconstruction(cams, "PINHOLE")          # no points: points3D is empty
     for image in reconstruction.images.values():
         image.name = image.name.replace(".png", ".jpg")

@@ -2,9 +2,10 @@
 transforms.json capture, and its pinhole twin (same poses and focal length, ``PINHOLE`` camera).
 
 The cameras stand at :data:`CLOSER` times the demo's distance and each looks :data:`ASIDE` off the
-object, so the object lies ~10 to ~40 degrees from the optical axis, where a fisheye's radius (``f theta (1 + ...)``) and a pinhole's (``f tan theta``) differ by
-pixels. The photos are ray traced per (supersampled) pixel; each ray's angle comes from inverting
-the fisheye polynomial by bisection here, independent of nerfkit's Newton inversion.
+object, so the object lies ~10 to ~40 degrees from the optical axis, where a fisheye's radius
+(``f theta (1 + ...)``) and a pinhole's (``f tan theta``) differ by pixels. The photos are ray
+traced per (supersampled) pixel; each ray's angle comes from inverting the fisheye polynomial by
+bisection here, independent of nerfkit's Newton inversion.
 """
 
 from __future__ import annotations

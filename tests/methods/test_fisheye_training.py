@@ -1,6 +1,7 @@
-"""OpenCV fisheye captures: ngp trains on the demo object photographed through a fisheye to within
-1 dB of its pinhole twin (rays per pixel through the lens, evaluated in the lens), and splat, whose
-rasterizer projects through pinholes, refuses such a scene in one sentence before any training."""
+"""OpenCV fisheye captures: ngp and mipnerf train on the demo object photographed through a fisheye
+to within 1 dB of its pinhole twin (rays per pixel through the lens, evaluated in the lens), and
+splat, whose rasterizer projects through pinholes, refuses such a scene in one sentence before any
+training."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from nerfkit.cli import main
 from nerfkit.data import load_scene
 from fisheye_scenes import write_fisheye_demo
-from tiny_run import tiny_train_args
+from tiny_run import tiny_mip_args, tiny_train_args
 
 STEPS = 150
 
@@ -23,16 +24,19 @@ def fisheye_scenes(tmp_path_factory) -> tuple[Path, Path]:
     return write_fisheye_demo(root / "fisheye"), write_fisheye_demo(root / "pinhole", fisheye=None)
 
 
-def _psnr(scene: Path, output: Path) -> float:
-    assert main(tiny_train_args(scene, output, "--max-steps", str(STEPS), "--eval-every", "0", threads=1)) == 0
-    return json.loads(next(output.glob("*/ngp/*/metrics.json")).read_text())["psnr"]
+def _psnr(method: str, scene: Path, output: Path) -> float:
+    arguments = tiny_train_args if method == "ngp" else tiny_mip_args
+    assert main(arguments(scene, output, "--max-steps", str(STEPS), "--eval-every", "0", threads=1)) == 0
+    return json.loads(next(output.glob(f"*/{method}/*/metrics.json")).read_text())["psnr"]
 
 
-def test_ngp_trains_on_a_fisheye_capture_like_on_its_pinhole_twin(fisheye_scenes, tmp_path):
+@pytest.mark.parametrize("method", ["ngp", "mipnerf"])
+def test_a_fisheye_capture_trains_like_its_pinhole_twin(fisheye_scenes, tmp_path, method):
     fisheye, pinhole = fisheye_scenes
     assert load_scene(fisheye).cameras.has_fisheye and not load_scene(pinhole).cameras.has_distortion
-    scores = {name: _psnr(scene, tmp_path / name) for name, scene in (("fisheye", fisheye), ("pinhole", pinhole))}
-    print(f"ngp: fisheye {scores['fisheye']:.2f} dB, pinhole twin {scores['pinhole']:.2f} dB")
+    scores = {name: _psnr(method, scene, tmp_path / name)
+              for name, scene in (("fisheye", fisheye), ("pinhole", pinhole))}
+    print(f"{method}: fisheye {scores['fisheye']:.2f} dB, pinhole twin {scores['pinhole']:.2f} dB")
     assert scores["fisheye"] > scores["pinhole"] - 1.0, scores
 
 
