@@ -5,6 +5,11 @@ A run folder ``<output>/<scene>/<method>/<timestamp>/`` holds ``config.yaml``, `
 ``max_steps`` or after ``max_time`` seconds of training (evaluation time excluded); a killed run
 resumes from its newest intact checkpoint with the same step, time, optimizer and random state.
 
+With ``pose_refine=on`` the trainer also trains a correction of each training camera's pose
+(:mod:`nerfkit.render.pose_refine`): each batch is moved by its cameras' corrections before the
+method's ``train_step`` sees it, and the corrections are one more optimizer group (``poses``) with
+their own schedule, saved in the checkpoint as ``poses``.
+
 A run on several processes gives the trainer a :class:`~nerfkit.runs.parallel.ProcessShare`: each
 step then trains on this process's share of the batch and joins the others' gradients, and only the
 main process writes checkpoints and metrics and evaluates.

@@ -128,7 +128,7 @@ def _gaussians(n: int, seed: int) -> dict[str, torch.Tensor]:
             "shN": torch.zeros(n, 0, 3)}
 
 
-def test_splat_projection_is_differentiable_in_the_correction():
+def test_splat_projection_is_differentiable_in_the_correction(one_torch_thread):
     """Means, conics and depths of the projected Gaussians against central differences (float64):
     the view matrix that projection gets is a differentiable function of the tangent."""
     g = {key: value.double() for key, value in _gaussians(12, 2).items()}
@@ -144,7 +144,7 @@ def test_splat_projection_is_differentiable_in_the_correction():
     assert torch.autograd.gradcheck(project, (tangent.requires_grad_(),))
 
 
-def test_a_splat_camera_recovers_its_pose_from_its_correction_alone():
+def test_a_splat_camera_recovers_its_pose_from_its_correction_alone(one_torch_thread):
     """Known Gaussians, a target image from the true camera, a camera 2.5 degrees and 0.07 units off:
     Adam on its correction (through the rasterizer) brings it back."""
     gaussians = _gaussians(80, 3)
