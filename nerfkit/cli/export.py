@@ -1,5 +1,5 @@
-"""``nerfkit export splat|mesh|pointcloud RUN [-o FILE]``: a run's result as a file other tools open,
-in the scene's original world coordinates."""
+"""``nerfkit export splat|mesh|pointcloud RUN [-o FILE]`` and ``nerfkit export cameras RUN [-o DIR]``: a
+run's result as files other tools open, in the scene's original world coordinates."""
 
 from __future__ import annotations
 
@@ -60,6 +60,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                   "(world coordinates)", ".ply file", "pointcloud.ply")
     cloud.add_argument("--max-points", type=int, default=1_000_000, help="keep at most this many points")
     cloud.set_defaults(handler=run_pointcloud)
+    cameras = kinds.add_parser("cameras", help="the training cameras (refined with --set pose_refine=on) as a "
+                               "COLMAP text model: cameras.txt, images.txt, empty points3D.txt (world coordinates)")
+    add_run_argument(cameras)
+    cameras.add_argument("-o", "--output", default=None,
+                         help="folder for the model (default: RUN/exports/cameras); never inside the scene folder")
+    cameras.set_defaults(handler=run_cameras)
 
 
 def _kind(kinds: argparse._SubParsersAction, kind: str, help_text: str, output_text: str,
@@ -204,4 +210,24 @@ def run_pointcloud(args: argparse.Namespace) -> int:
     cloud.write(path)
     print(f"wrote {path}: {len(cloud.points)} points (step {step}, {cloud.views} views) "
           f"in world coordinates in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def run_cameras(args: argparse.Namespace) -> int:
+    from nerfkit.export.cameras import export_cameras
+    from nerfkit.export.outputs import check_output_folder
+    from nerfkit.runs.folder import RunFolder
+    from nerfkit.runs.session import open_run_scene
+
+    folder = RunFolder.find(Path(args.run))
+    path = Path(args.output) if args.output is not None else folder.export("cameras")
+    check_output_folder(path, "export cameras writes a COLMAP model (cameras.txt, images.txt, points3D.txt) into")
+    _, scene, step = open_run_scene(folder)
+    check_output_folder(path, "export cameras writes a COLMAP model into", protected=scene.root)
+    cameras = export_cameras(scene)
+    cameras.write(path)
+    what = (f"wrote the {len(cameras)} refined training cameras (step {step})" if cameras.refined else
+            f"pose_refine was off for this run: wrote its {len(cameras)} training cameras unrefined, as the scene "
+            f"gives them,")
+    print(f"{what} as a COLMAP text model in world coordinates to {path} (cameras.txt, images.txt, points3D.txt)")
     return 0

@@ -211,6 +211,8 @@ def coerce(value: Any, hint: Any, source: str, name: str, legacy_auto: Any = Non
         hint = str
     if typing.get_origin(hint) is Literal:
         text = str(value).lower() if isinstance(value, bool) else str(value)
+        if isinstance(value, bool) and {"on", "off"} <= set(choices):
+            text = "on" if value else "off"          # YAML 1.1 reads a bare on / off as a bool
         if text not in choices:
             raise NerfkitError(f"{source}: {name} must be {choices_text(choices)}, got {value!r}")
         return text

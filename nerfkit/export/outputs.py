@@ -36,3 +36,21 @@ def make_parent(path: Path) -> None:
     except OSError as error:
         raise NerfkitError(f"the folder for '{path}' cannot be created: "
                            f"{error.strerror or error}") from None
+
+
+def check_output_folder(path: Path, what: str, protected: Path | None = None) -> None:
+    """Refuse an output folder that is a file, or that lies inside ``protected`` (a scene folder:
+    nerfkit never writes into a user's input).
+
+    Args:
+        what: what the export writes into the folder, for the message.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NerfkitError(f"output '{path}' is a file: {what} a folder, e.g. -o {path.with_suffix('')}-model")
+    if protected is not None:
+        inside = path.resolve()
+        root = Path(protected).resolve()
+        if inside == root or root in inside.parents:
+            raise NerfkitError(f"output '{path}' is inside the scene folder '{protected}', which nerfkit never "
+                               f"writes to: expected a folder elsewhere, e.g. the default RUN/exports/cameras")

@@ -79,7 +79,9 @@ class SDFField(nn.Module):
         colour network's use of the normal train the field through it).
         """
         with torch.enable_grad():
-            points = x.detach().requires_grad_(True)
+            # positions that carry a gradient already (rays of refined camera poses) keep it, so the
+            # SDF trains the poses too; the normals' own dependence on x (the curvature) is not provided
+            points = x if x.requires_grad else x.detach().requires_grad_(True)
             sdf, features = self.geometry(points)
             (normals,) = torch.autograd.grad(sdf.sum(), points, create_graph=create_graph)
         if not create_graph:

@@ -8,6 +8,7 @@ A checkpoint is ``run_dir/checkpoints/step-NNNNNNN.pt``, a ``torch.save`` zip ho
         "optimizer": dict,            # optimizer state_dict(s), e.g. {"adam": opt.state_dict()}
         "trainer": dict,              # trainer extras: schedules, densification state, best PSNR
         "rng": dict,                  # capture_rng_state(): torch / cuda / numpy / python states
+        "poses": dict,                # pose_refine=on only: the training cameras' corrections
     }
 
 Only ``step`` is required by this module; the rest is the trainer's layout. The dict may hold

@@ -20,6 +20,7 @@ from nerfkit.core.errors import NerfkitError
 from nerfkit.core.settings import Settings, apply_overrides, auto_field, flat_dict, is_auto, setting_names
 from nerfkit.methods.ngp_config import NGPConfig
 from nerfkit.methods.registry import method_spec
+from nerfkit.render.pose_options import PoseRefineOptions
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEMO_SECONDS = 120.0       # training time on the built-in demo scene unless a limit is given
@@ -58,6 +59,8 @@ class TrainConfig(Settings):
         log_every: steps between logged training scalars.
         images_per_step: images in one step of a method that trains on whole images (splat), split
             among the processes of the run; ``auto``: one per process. Their gradients are averaged.
+        poses: pose refinement of the training cameras for every method (``pose_refine``,
+            ``pose_lr``, ``pose_lr_final``, ``pose_warmup``; :class:`PoseRefineOptions`).
     """
 
     scene: str = ""
@@ -81,6 +84,7 @@ class TrainConfig(Settings):
     logger: Literal["auto", "tensorboard", "jsonl", "none"] = "auto"
     log_every: int = 10
     images_per_step: int | Literal["auto"] = auto_field()
+    poses: PoseRefineOptions = field(default_factory=PoseRefineOptions)
 
     def validate(self) -> None:
         method_spec(self.method)

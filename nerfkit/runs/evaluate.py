@@ -1,6 +1,10 @@
 """Rendering a split and scoring it: the shared core of training-time eval, ``nerfkit eval`` and
 ``nerfkit render``.
 
+Each image is rendered from the scene's camera as it is: held-out (test, val) cameras keep their
+given poses also in a run with ``pose_refine=on``, whose refined poses are the training cameras'
+only (:func:`nerfkit.runs.session.refine_training_cameras`).
+
 Multiscale evaluation (as Mip-NeRF's multiscale Blender benchmark): at ``scale = f`` every image is
 rendered with :meth:`Cameras.downscaled` (sizes ``W // f, H // f``, intrinsics divided by ``f``, so
 each pixel's footprint is ``f`` times wider) and scored against the ground truth composited on the

@@ -5,7 +5,8 @@
   ``transform.json``, build the trainer.
 - :func:`resume_run`: re-open a run folder and load its newest checkpoint into a trainer.
 - :func:`open_run`: a finished (or running) run ready to render, evaluate or export: its
-  configuration, scene and method at the newest intact checkpoint.
+  configuration, scene and method at the newest intact checkpoint (the training cameras with the
+  poses the run refined, when it did: :func:`refine_training_cameras`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from nerfkit.data.load import load_scene
 from nerfkit.data.scene import Scene
 from nerfkit.methods.base import Method
 from nerfkit.methods.registry import build_method, method_spec
+from nerfkit.render.pose_refine import PoseRefinement
 from nerfkit.runs.checkpoints import latest_checkpoint, load_checkpoint
 from nerfkit.runs.config import RunConfig, resolve_device
 from nerfkit.runs.folder import RunFolder
@@ -138,9 +140,49 @@ def open_run(path: Path | RunFolder) -> OpenedRun:
     state = load_checkpoint(checkpoint)
     with _checkpoint_fits(run, checkpoint):
         method.load_state_dict(state["method"])
+        refine_training_cameras(config, scene, state)
     method.to(resolve_device(config.train.device))
     method.eval()
     return OpenedRun(config, scene, method, int(state["step"]))
+
+
+def open_run_scene(path: Path | RunFolder) -> tuple[RunConfig, Scene, int]:
+    """A run's configuration, its scene and the step of its newest intact checkpoint, the training
+    cameras refined as :func:`open_run` gives them, without building the method (e.g. to export
+    the cameras)."""
+    run = RunFolder.find(Path(path))
+    config = read_run_config(run)
+    checkpoint = _newest_intact_checkpoint(run)
+    scene = load_configured_scene(config)
+    _check_same_transform(run, scene)
+    state = load_checkpoint(checkpoint)
+    with _checkpoint_fits(run, checkpoint):
+        refine_training_cameras(config, scene, state)
+    return config, scene, int(state["step"])
+
+
+def refine_training_cameras(config: RunConfig, scene: Scene, state: dict) -> bool:
+    """Give ``scene``'s training cameras the poses a run refined (``pose_refine=on``), so that
+    whatever renders them after training (exports, ``render --split train``, the viewer) sees what
+    the run learned; held-out cameras keep their poses. Sets ``scene.extras["refined_poses"]``.
+
+    Returns:
+        True when the poses were refined; False for a run without pose refinement (or a checkpoint
+        written before it existed), whose cameras are left as loaded.
+    """
+    scene.extras["refined_poses"] = False
+    if not config.train.poses.enabled or "poses" not in state:
+        return False
+    poses = PoseRefinement.for_scene(scene)
+    poses.load_state_dict(state["poses"])
+    ids = scene.split("train")
+    if poses.image_ids.tolist() != list(ids):
+        raise ValueError(f"its refined poses are of images {poses.image_ids.tolist()[:8]}, the scene's training "
+                         f"images are {list(ids)[:8]}")
+    with torch.no_grad():
+        scene.cameras.c2w[ids] = poses.refined_c2w().to(scene.cameras.c2w)
+    scene.extras["refined_poses"] = True
+    return True
 
 
 def _newest_intact_checkpoint(run: RunFolder) -> Path:

@@ -5,6 +5,11 @@ A run folder ``<output>/<scene>/<method>/<timestamp>/`` holds ``config.yaml``, `
 ``max_steps`` or after ``max_time`` seconds of training (evaluation time excluded); a killed run
 resumes from its newest intact checkpoint with the same step, time, optimizer and random state.
 
+With ``pose_refine=on`` the trainer also trains a correction of each training camera's pose
+(:mod:`nerfkit.render.pose_refine`): each batch is moved by its cameras' corrections before the
+method's ``train_step`` sees it, and the corrections are one more optimizer group (``poses``) with
+their own schedule, saved in the checkpoint as ``poses``.
+
 A run on several processes gives the trainer a :class:`~nerfkit.runs.parallel.ProcessShare`: each
 step then trains on this process's share of the batch and joins the others' gradients, and only the
 main process writes checkpoints and metrics and evaluates.
@@ -19,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch import nn
 
 from nerfkit.core.errors import NerfkitError
 from nerfkit.core.files import write_json_atomic
@@ -28,6 +34,7 @@ from nerfkit.data.scene import Scene
 from nerfkit.image.metrics import psnr_from_mse
 from nerfkit.methods.base import Method
 from nerfkit.methods.registry import build_method
+from nerfkit.render.pose_refine import POSE_GROUP, PoseRefinement
 from nerfkit.runs.checkpoints import (
     capture_rng_state,
     latest_checkpoint,
@@ -87,6 +94,13 @@ class Trainer:
         self.method: Method = build_method(config.train.method, config.method, SceneInfo.from_scene(scene))
         self.method.to(self.device)
         groups = self.method.param_groups()
+        # Pose refinement: the training cameras' corrections, trained beside the method's parameters
+        # with their own group and schedule; each batch is corrected before train_step sees it.
+        self.poses = self._pose_refinement(config, scene)
+        self.trained: nn.Module = self.method if self.poses is None else nn.ModuleDict(
+            {"method": self.method, "poses": self.poses})
+        if self.poses is not None:
+            groups.append(self.poses.param_group(config.train.poses.pose_lr))
         self.base_lrs = [group["lr"] for group in groups]
         self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99))   # groups may set their own
         # Random backgrounds for every scene by default (as instant-ngp): RGBA targets are composited
@@ -106,15 +120,23 @@ class Trainer:
     def run_dir(self) -> Path:
         return self.run.path
 
+    def _pose_refinement(self, config: RunConfig, scene: Scene) -> PoseRefinement | None:
+        if not config.train.poses.enabled:
+            return None
+        return PoseRefinement.for_scene(scene).to(self.device)
+
     # --- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.stats.step, "train_seconds": self.stats.train_seconds,
                 "rays_seen": self.stats.rays_seen, "method": self.method.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "rng": capture_rng_state(),
-                "sampler_rng": self.sampler.generator.get_state(), "method_name": self.method.name}
+                "sampler_rng": self.sampler.generator.get_state(), "method_name": self.method.name,
+                **({} if self.poses is None else {"poses": self.poses.state_dict()})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.method.load_state_dict(state["method"])
+        if self.poses is not None and "poses" in state:
+            self.poses.load_state_dict(state["poses"])
         self.optimizer.load_state_dict(state["optimizer"])   # moves its state to the params' device
         restore_rng_state(state["rng"])
         self.sampler.generator.set_state(state["sampler_rng"])
@@ -153,26 +175,37 @@ class Trainer:
         step, progress = self.stats.step, self.progress()
         start = time.perf_counter()
         self.method.before_step(step, progress)
-        factor = self.method.lr_factor(step, progress)
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = base * (factor.get(group.get("name", ""), 1.0) if isinstance(factor, dict) else factor)
+        self._set_learning_rates(step, progress)
         self.optimizer.zero_grad(set_to_none=True)
         part = self.processes.step_part(self.sampler, self.method.batch_request(step),
                                         self.config.train.images_per_step)
         outs = []
         for batch in part.batches:                       # one, unless a step has several images
+            batch = batch.to(self.device)
+            if self.poses is not None:
+                batch = self.poses.apply(batch)
             with self.processes.own_randomness(self.config.train.seed, step):
-                out = self.method.train_step(batch.to(self.device), step, progress)
+                out = self.method.train_step(batch, step, progress)
             out["loss"].backward()
             outs.append(out)
-        out = self.processes.combine(self.method, outs, part.weight)   # and the gradients likewise
+        out = self.processes.combine(self.trained, outs, part.weight)  # and the gradients likewise
         check_loss(out["loss"], step + 1)                  # NaN/inf: caught within the step
         self.method.after_backward(step, self.optimizer)
         self.optimizer.step()
-        check_parameters(self.method, step + 1)
+        check_parameters(self.trained, step + 1)
         elapsed = self.processes.end_step(time.perf_counter() - start)
         self._record(out, elapsed)
         return out
+
+    def _set_learning_rates(self, step: int, progress: float) -> None:
+        """Each group's rate at this step: the method's schedule, the pose group's own."""
+        factor = self.method.lr_factor(step, progress)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            name = group.get("name", "")
+            if name == POSE_GROUP and self.poses is not None:
+                group["lr"] = base * self.config.train.poses.lr_factor(progress)
+            else:
+                group["lr"] = base * (factor.get(name, 1.0) if isinstance(factor, dict) else factor)
 
     def _record(self, out: dict[str, Any], elapsed: float) -> None:
         stats = self.stats
