@@ -35,6 +35,10 @@ from tiny_run import TINY_NGP
 
 ROTATION_DEG, TRANSLATION = 2.0, 0.08
 STEPS = {"ngp": 300, "splat": 600}      # splat: one image per step, so each camera is seen a 12th as often
+# splat at 32 px ends anywhere between 0.8 and 1.5 degrees from run to run (seeds, kernel rounding):
+# a Gaussian a pixel wide follows a turned camera almost as well as the camera does. At 48 px four
+# seeds ended at 0.72-0.93 degrees and 0.036-0.045 units, 1.4-2.7 dB above the unrefined runs.
+SIZES = {"ngp": 32, "splat": 48}
 SETTINGS = {"ngp": TINY_NGP, "splat": TINY_SPLAT}
 
 
@@ -43,10 +47,24 @@ def _quiet(_: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def perturbed(tmp_path_factory) -> tuple[Path, torch.Tensor]:
-    """The perturbed scene and its TRUE training poses (world, OpenCV)."""
-    root = tmp_path_factory.mktemp("poses") / "perturbed-demo"
-    return root, write_perturbed_demo(root, ROTATION_DEG, TRANSLATION)
+def perturbed_at(tmp_path_factory):
+    """``perturbed_at(size)`` -> the perturbed scene of ``size`` px and its TRUE training poses (world,
+    OpenCV), each written once per module."""
+    scenes: dict[int, tuple[Path, torch.Tensor]] = {}
+
+    def write(size: int) -> tuple[Path, torch.Tensor]:
+        if size not in scenes:
+            root = tmp_path_factory.mktemp(f"poses-{size}px") / "perturbed-demo"
+            scenes[size] = root, write_perturbed_demo(root, ROTATION_DEG, TRANSLATION, size=size)
+        return scenes[size]
+
+    return write
+
+
+@pytest.fixture(scope="module")
+def perturbed(perturbed_at) -> tuple[Path, torch.Tensor]:
+    """The 32 px perturbed scene and its TRUE training poses (world, OpenCV)."""
+    return perturbed_at(SIZES["ngp"])
 
 
 def _start(scene: Path, output: Path, method: str, steps: int, *extra: str) -> Trainer:
@@ -57,14 +75,15 @@ def _start(scene: Path, output: Path, method: str, steps: int, *extra: str) -> T
 
 
 @pytest.fixture(scope="module")
-def trained(perturbed, tmp_path_factory):
+def trained(perturbed_at, tmp_path_factory):
     """``trained(method, refine)`` -> (run folder, metrics), each trained once per module."""
     done: dict[tuple[str, bool], tuple[Path, dict]] = {}
 
     def train(method: str, refine: bool) -> tuple[Path, dict]:
         if (method, refine) not in done:
             output = tmp_path_factory.mktemp(f"{method}-{'on' if refine else 'off'}")
-            trainer = _start(perturbed[0], output, method, STEPS[method], f"pose_refine={'on' if refine else 'off'}")
+            scene = perturbed_at(SIZES[method])[0]
+            trainer = _start(scene, output, method, STEPS[method], f"pose_refine={'on' if refine else 'off'}")
             done[method, refine] = (trainer.run_dir, trainer.train())
         return done[method, refine]
 
@@ -83,8 +102,8 @@ def _train_world(scene) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("method", ["ngp", "splat"])
-def test_refined_poses_move_towards_the_truth(method, perturbed, trained):
-    _, true = perturbed
+def test_refined_poses_move_towards_the_truth(method, perturbed_at, trained):
+    _, true = perturbed_at(SIZES[method])
     run_on, on = trained(method, True)
     run_off, off = trained(method, False)
     start = _mean_errors(_train_world(open_run_scene(run_off)[1]), true)     # the poses as loaded
@@ -92,9 +111,9 @@ def test_refined_poses_move_towards_the_truth(method, perturbed, trained):
     print(f"{method}: rotation {start[0]:.3f} -> {end[0]:.3f} deg, position {start[1]:.4f} -> {end[1]:.4f}; "
           f"held-out PSNR {off['psnr']:.2f} dB without refinement, {on['psnr']:.2f} dB with")
     assert start[0] == pytest.approx(ROTATION_DEG, abs=1e-3) and start[1] == pytest.approx(TRANSLATION, abs=1e-5)
-    # measured: ngp 2.00 -> 1.02 deg, 0.080 -> 0.043; splat 2.00 -> 1.12 deg, 0.080 -> 0.044
+    # measured: ngp 2.00 -> 1.02 deg, 0.080 -> 0.043; splat (48 px) 2.00 -> 0.75 deg, 0.080 -> 0.036
     assert end[0] <= 0.7 * start[0] and end[1] <= 0.7 * start[1], (start, end)
-    # measured: ngp 16.8 -> 19.9 dB, splat 17.3 -> 18.7 dB
+    # measured: ngp 16.8 -> 19.9 dB, splat (48 px) 16.9 -> 18.3 dB
     assert on["psnr"] >= off["psnr"], (on["psnr"], off["psnr"])
 
 
