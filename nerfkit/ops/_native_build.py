@@ -6,6 +6,12 @@ Called only by :func:`nerfkit.ops._backend.load_native`, on the first native cal
 importing nerfkit never compiles anything. ``torch.utils.cpp_extension.load`` caches each build
 (under ``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``) and rebuilds when a source
 or a flag changes. It needs ninja (the ``ninja`` package, a dependency of nerfkit).
+
+torch serialises builds of one extension with a ``lock`` file in its build folder and waits for it
+to go away, for ever: a process killed while it was building (Ctrl-C twice, a job's time limit)
+leaves it behind and every later run would hang. :func:`clear_stale_build_locks` removes a lock
+whose folder has not changed for :data:`STALE_LOCK_SECONDS` (a live build writes an object file
+every minute or so) before each build, with one warning.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import hashlib
 import os
 import platform
 import shutil
+import time
+import warnings
 from pathlib import Path
 from types import ModuleType
 
@@ -30,6 +38,7 @@ _CPU_SOURCES = ("cpu_ext.cpp", "cpu_rays.cpp", "cpu_hash.cpp", "cpu_splat.cpp")
 # -ffp-contract=off and no -ffast-math: marching keeps the twins' float32 rounding bit for bit.
 CPU_CFLAGS = ("-O3", "-march=native", "-fopenmp", "-ffp-contract=off")
 CPU_LDFLAGS = ("-fopenmp",)
+STALE_LOCK_SECONDS = 600.0   # a build folder unchanged this long with a lock in it: its builder died
 
 
 def _candidate_dirs() -> list[Path]:
@@ -78,6 +87,36 @@ def cpu_extension_name() -> str:
     return f"{CPU_EXTENSION_PREFIX}_{machine_tag()}"
 
 
+def extension_build_dirs(name: str) -> list[Path]:
+    """The build folders torch uses for extension ``name``: its own and its versioned ``name_vN``
+    (torch's rule: ``TORCH_EXTENSIONS_DIR``, else ``~/.cache/torch_extensions/py3X_<accelerator>``)."""
+    from torch.utils import cpp_extension
+    root = Path(cpp_extension._get_build_directory(name, False)).parent
+    return sorted(p for p in root.glob(f"{name}*") if p.is_dir() and (p.name == name or p.name.startswith(f"{name}_v")))
+
+
+def clear_stale_build_locks(name: str, stale_after: float = STALE_LOCK_SECONDS,
+                            now: float | None = None) -> list[Path]:
+    """Remove the ``lock`` files an interrupted build of ``name`` left behind (see the module
+    docstring): a lock whose folder's newest file is older than ``stale_after`` seconds. Warns once
+    per lock removed; returns them."""
+    now = time.time() if now is None else now
+    removed = []
+    for folder in extension_build_dirs(name):
+        lock = folder / "lock"
+        try:
+            newest = max(entry.stat().st_mtime for entry in folder.iterdir())
+            if not lock.exists() or now - newest < stale_after:
+                continue
+            lock.unlink()
+        except (FileNotFoundError, ValueError):          # a live build released it meanwhile
+            continue
+        removed.append(lock)
+        warnings.warn(f"nerfkit removed the build lock {lock}: its folder had not changed for "
+                      f"{(now - newest) / 60:.0f} minutes (an interrupted build); building again", stacklevel=3)
+    return removed
+
+
 def _verbose(verbose: bool) -> bool:
     return verbose or os.environ.get("NERFKIT_BUILD_VERBOSE", "0") not in ("", "0")
 
@@ -104,6 +143,7 @@ def build_cuda(verbose: bool = False) -> ModuleType:
         raise RuntimeError("nerfkit CUDA kernels need nvcc (set CUDA_HOME or put nvcc on PATH)")
     from torch.utils import cpp_extension
     folder = _source_dir(_CUDA_SOURCES)
+    clear_stale_build_locks(EXTENSION_NAME)
     # No -std flag: torch picks the C++ standard its headers need (c++17 or c++20); the kernels
     # compile under both. No --use_fast_math: the kernels reproduce the twins' float32 rounding
     # (IEEE division, log2f/exp2f/expf) and fast math would change it.
@@ -125,8 +165,10 @@ def build_cpu(verbose: bool = False) -> ModuleType:
     """
     from torch.utils import cpp_extension
     folder = _source_dir(_CPU_SOURCES)
+    name = cpu_extension_name()
+    clear_stale_build_locks(name)
     return cpp_extension.load(
-        name=cpu_extension_name(),
+        name=name,
         sources=[str(p) for p in cpu_sources()],
         extra_include_paths=[str(folder)],
         extra_cflags=list(CPU_CFLAGS),
@@ -144,5 +186,6 @@ def build(device_type: str, verbose: bool = False) -> ModuleType:
     raise ValueError(f"no native kernels for device type '{device_type}'")
 
 
-__all__ = ["CPU_CFLAGS", "EXTENSION_NAME", "build", "build_cpu", "build_cuda", "cpu_extension_name",
-           "cpu_sources", "cuda_sources", "machine_tag"]
+__all__ = ["CPU_CFLAGS", "EXTENSION_NAME", "STALE_LOCK_SECONDS", "build", "build_cpu", "build_cuda",
+           "clear_stale_build_locks", "cpu_extension_name", "cpu_sources", "cuda_sources", "extension_build_dirs",
+           "machine_tag"]

@@ -111,3 +111,29 @@ def test_a_failed_build_falls_back_to_the_twins_with_one_warning(monkeypatch):
         assert "command not found" in messages[0]
     finally:
         _backend.load_native.cache_clear()          # the next test loads the real extension again
+
+
+def test_a_lock_left_by_a_killed_build_is_cleared_and_a_live_one_kept(tmp_path, monkeypatch):
+    """torch waits for ever on a build folder's ``lock``; a killed build leaves one behind."""
+    import os
+    import time
+
+    from nerfkit.ops import _native_build
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    name = "nerfkit_cpu_test"
+    now = time.time()
+    for folder, age in ((name, 3600.0), (f"{name}_v1", 60.0), ("other_ext", 3600.0)):
+        (tmp_path / folder).mkdir()
+        for entry in ("lock", "cpu_ext.o"):
+            (tmp_path / folder / entry).touch()
+            os.utime(tmp_path / folder / entry, (now - age, now - age))
+    with pytest.warns(UserWarning, match="removed the build lock .*nerfkit_cpu_test/lock: its folder had not changed "
+                                         "for 60 minutes"):
+        removed = _native_build.clear_stale_build_locks(name, now=now)
+    assert removed == [tmp_path / name / "lock"]
+    assert (tmp_path / f"{name}_v1" / "lock").exists()        # a build still writing: left alone
+    assert (tmp_path / "other_ext" / "lock").exists()         # not ours
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _native_build.clear_stale_build_locks(name, now=now) == []
