@@ -32,6 +32,9 @@ class SceneInfo:
         camera_centers: (C, 3) training camera positions or None.
         point_sampler: when the scene has no sparse points but another source of surface points
             (e.g. the visual hull of alpha masks): ``n -> (points (P, 3), rgb (P, 3) uint8)`` or None.
+        train_image_ids: the scene indices of the training images (a batch's ``camera_ids`` and
+            ``image_id`` are scene indices); image_count: the images in the scene. For what is kept
+            per training image (the appearance correction, :mod:`nerfkit.render.appearance`).
     """
 
     aabb: Tensor
@@ -41,6 +44,8 @@ class SceneInfo:
     points_rgb: Tensor | None = None
     camera_centers: Tensor | None = None
     point_sampler: Callable[[int], tuple[Tensor, Tensor] | None] | None = None
+    train_image_ids: tuple[int, ...] = ()
+    image_count: int = 0
 
     @staticmethod
     def from_scene(scene: Scene, with_point_sampler: bool = True) -> "SceneInfo":
@@ -55,7 +60,7 @@ class SceneInfo:
             def sampler(n: int) -> tuple[Tensor, Tensor] | None:
                 return points_from_views(scene, n, train_ids)
         return SceneInfo(scene.aabb, scene.unbounded, scene.has_alpha, scene.points3d, scene.points_rgb,
-                         centers, sampler)
+                         centers, sampler, tuple(int(i) for i in train_ids), len(scene.images))
 
     @staticmethod
     def from_transform(transform: dict, has_alpha: bool) -> "SceneInfo":

@@ -20,6 +20,7 @@ the scene contraction (``render/contraction.py``) are the ones ngp uses, not cop
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import torch
@@ -33,6 +34,7 @@ from nerfkit.methods.base import MethodBase, render_in_chunks
 from nerfkit.methods.mipnerf_config import MipNeRFConfig
 from nerfkit.ops import composite, ray_aabb_intersect, render_weights
 from nerfkit.ops.compositing import median_depth
+from nerfkit.render.appearance import ImageAppearance
 from nerfkit.render.contraction import contract_gaussian, contracted_scale
 from nerfkit.render.estimators.coarse_to_fine import CoarseToFine
 from nerfkit.render.estimators.occupancy import OccupancyGrid, adapt_ray_count
@@ -89,6 +91,7 @@ class MipNeRF(MethodBase):
                                            config.coarse_loss_weight)
         self.proposal_sampler = ProposalSampler(config.proposal_samples, config.nerf_samples,
                                                 config.interlevel_weight, config.distortion_weight)
+        self.appearance = ImageAppearance.for_scene(config.image_appearance, scene)
         if self.sampler == "occupancy":
             occupancy = config.occupancy
             self.grid = OccupancyGrid(scene.aabb, occupancy.grid_resolution, occupancy.cascades(scene.unbounded))
@@ -104,9 +107,11 @@ class MipNeRF(MethodBase):
     def param_groups(self) -> list[dict[str, Any]]:
         lr = self.config.learning_rate()
         grids = [p for name, p in self.named_parameters() if ".encoding." in name]
-        others = [p for name, p in self.named_parameters() if ".encoding." not in name]
+        others = [p for name, p in self.named_parameters()
+                  if ".encoding." not in name and not name.startswith("appearance.")]
         groups = [{"name": "mlp", "params": others, "lr": lr, "eps": 1e-15,
-                   "weight_decay": self.config.weight_decay}]
+                   "weight_decay": self.config.weight_decay},
+                  *self.appearance.param_groups(self.config.image_appearance.appearance_lr)]
         if grids:
             grid_lr = 1e-2 if self.config.backbone == "mlp" else lr     # hash proposals of an mlp field
             groups.insert(0, {"name": "hash_grid", "params": grids, "lr": grid_lr, "eps": 1e-15,
@@ -234,11 +239,12 @@ class MipNeRF(MethodBase):
         if batch.radii is None:
             raise ValueError("mipnerf needs rays with pixel-footprint radii (RayBatch.radii)")
         out = self.render_rays(batch.origins, batch.directions, batch.radii, batch.background)
-        final: Shaded = out["final"]
+        final: Shaded = self._as_photographed(out["final"], batch)
         mse = torch.mean((final.rgb - batch.rgb) ** 2)
         loss, losses, samples = mse, {}, final.weights.numel()
         if self.sampler == "coarse_to_fine":                           # Mip-NeRF: the coarse pass
-            losses = self.coarse_to_fine.losses(out["plan"], batch.rgb)
+            plan = dataclasses.replace(out["plan"], coarse=self._as_photographed(out["plan"].coarse, batch))
+            losses = self.coarse_to_fine.losses(plan, batch.rgb)
             loss = loss + self.coarse_to_fine.weighted(losses)
             samples += out["plan"].coarse.weights.numel()
         elif self.sampler == "proposal":                               # Mip-NeRF 360
@@ -250,6 +256,10 @@ class MipNeRF(MethodBase):
                                               self.config.occupancy.target_samples, self.config.occupancy.max_rays))
         stats = {name: float(value.detach()) for name, value in losses.items()}
         return {"loss": loss, "mse": float(mse.detach()), "rays": len(batch), "samples": samples, **stats}
+
+    def _as_photographed(self, level: Shaded, batch: RayBatch) -> Shaded:
+        """``level`` with each ray's colour as its training photo shows it (the appearance correction)."""
+        return level._replace(rgb=self.appearance(level.rgb, level.alpha, batch.background, batch.camera_ids))
 
     @torch.no_grad()
     def render(self, camera: Cameras, background: Tensor) -> dict[str, Tensor]:

@@ -8,6 +8,7 @@ from typing import Literal
 from nerfkit.core.errors import NerfkitError
 from nerfkit.core.settings import Settings, auto_field, is_auto
 from nerfkit.fields.options import FieldHeadOptions, HashGridOptions, MipMLPOptions
+from nerfkit.render.appearance_options import AppearanceOptions
 from nerfkit.render.estimators.options import OccupancyOptions
 
 
@@ -38,6 +39,8 @@ class MipNeRFConfig(Settings):
         lr: Adam's learning rate; ``auto``: 5e-4 for the MLP backbone (the paper), 1e-2 for hash.
             Warm-up over ``lr_warmup_steps``, then log-linear decay to ``lr * lr_final_factor``.
         weight_decay: on the MLPs only.
+        image_appearance: the per-image colour correction (``appearance``, ``appearance_lr``;
+            :mod:`nerfkit.render.appearance`).
     """
 
     backbone: Literal["mlp", "hash"] = "mlp"
@@ -75,6 +78,7 @@ class MipNeRFConfig(Settings):
     weight_decay: float = 0.0
     train_background: Literal["random", "white", "black"] = "random"
     render_chunk: int = 4096
+    image_appearance: AppearanceOptions = field(default_factory=AppearanceOptions.for_rays)
 
     def validate(self) -> None:
         if min(self.coarse_samples, self.fine_samples, self.proposal_samples, self.nerf_samples,

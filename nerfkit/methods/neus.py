@@ -33,6 +33,7 @@ from nerfkit.methods.base import MethodBase, render_in_chunks
 from nerfkit.methods.neus_config import NeuSConfig
 from nerfkit.ops import composite, ray_aabb_intersect
 from nerfkit.ops.compositing import median_depth
+from nerfkit.render.appearance import ImageAppearance
 from nerfkit.render.estimators.occupancy import OccupancyGrid, adapt_ray_count
 from nerfkit.render.neus import directional_slope, equivalent_density, neus_alpha
 from nerfkit.render.samplers import normalized_to_t, uniform_edges
@@ -64,6 +65,7 @@ class NeuS(MethodBase):
         self.background = NGPField(scene.aabb, True, BACKGROUND_GRID, BACKGROUND_HEADS) if use_background else None
         self.register_buffer("n_rays", torch.tensor(float(config.initial_rays)))
         self.register_buffer("cos_anneal", torch.tensor(0.0))
+        self.appearance = ImageAppearance.for_scene(config.image_appearance, scene)
         self.field.active_levels.fill_(min(config.start_levels, config.hash_grid.n_levels))
 
     # --- optimisation -------------------------------------------------------------------------
@@ -77,11 +79,13 @@ class NeuS(MethodBase):
     def param_groups(self) -> list[dict[str, Any]]:
         c = self.config
         grids = [p for name, p in self.named_parameters() if ".encoding." in name]
-        mlps = [p for name, p in self.named_parameters() if ".encoding." not in name and name != "variance"]
+        mlps = [p for name, p in self.named_parameters()
+                if ".encoding." not in name and name != "variance" and not name.startswith("appearance.")]
         return [
             {"name": "hash_grid", "params": grids, "lr": c.lr, "eps": 1e-15, "weight_decay": 0.0},
             {"name": "mlp", "params": mlps, "lr": c.lr, "eps": 1e-15, "weight_decay": c.weight_decay},
             {"name": "variance", "params": [self.variance], "lr": c.variance_lr, "eps": 1e-15, "weight_decay": 0.0},
+            *self.appearance.param_groups(c.image_appearance.appearance_lr),
         ]
 
     def lr_factor(self, step: int, progress: float) -> float:
@@ -111,8 +115,9 @@ class NeuS(MethodBase):
     # --- rendering ----------------------------------------------------------------------------
     def render_rays(self, origins: Tensor, directions: Tensor, background: Tensor) -> dict[str, Tensor]:
         """(R, 3) origins, unit directions and backgrounds -> rgb (R, 3), depth, alpha, median depth
-        (R,) of the surface, plus ``eikonal`` (the mean squared deviation of |grad f| from 1) and
-        ``samples`` (the number of SDF queries)."""
+        (R,) of the surface, plus ``coverage`` (R,) (the opacity of surface and background field
+        together), ``eikonal`` (the mean squared deviation of |grad f| from 1) and ``samples`` (the
+        number of SDF queries)."""
         occupancy = self.config.occupancy
         ray_indices, t_starts, t_ends = self.grid.sample(origins, directions, self.config.near, self.step_size,
                                                          0.0, occupancy.max_samples_per_ray, None, 0.0)
@@ -126,13 +131,14 @@ class NeuS(MethodBase):
         alpha = neus_alpha(sdf, directional_slope(dirs, normals, float(self.cos_anneal)), deltas, self.inv_s())
         rgbs = self.field.color(points, normals, dirs, features)
         out = composite(equivalent_density(alpha, deltas), rgbs, t_starts, t_ends, ray_indices, n_rays)
-        behind = background
+        behind, coverage = background, out.alpha
         if self.background is not None:
             far_rgb, far_depth, far_alpha = self._background(origins, directions)
             behind = far_rgb + background * (1.0 - far_alpha).unsqueeze(-1)
+            coverage = out.alpha + (1.0 - out.alpha) * far_alpha
         rgb = out.rgb + behind * (1.0 - out.alpha).unsqueeze(-1)
         eikonal = ((normals.norm(dim=-1) - 1.0) ** 2).mean() if normals.numel() else sdf.sum() * 0.0
-        result = {"rgb": rgb, "depth": out.depth, "alpha": out.alpha, "eikonal": eikonal,
+        result = {"rgb": rgb, "depth": out.depth, "alpha": out.alpha, "coverage": coverage, "eikonal": eikonal,
                   "samples": torch.tensor(ray_indices.numel())}
         if not training:
             result["median_depth"] = median_depth(out.weights, t_starts, t_ends, ray_indices, out.alpha, n_rays)
@@ -159,9 +165,10 @@ class NeuS(MethodBase):
 
     def train_step(self, batch: RayBatch, step: int, progress: float) -> dict[str, Any]:
         out = self.render_rays(batch.origins, batch.directions, batch.background)
-        colour = (out["rgb"] - batch.rgb).abs().mean()
+        rgb = self.appearance(out["rgb"], out["coverage"], batch.background, batch.camera_ids)
+        colour = (rgb - batch.rgb).abs().mean()
         loss = colour + self.config.eikonal_weight * out["eikonal"]
-        mse = float(torch.mean((out["rgb"].detach() - batch.rgb) ** 2))
+        mse = float(torch.mean((rgb.detach() - batch.rgb) ** 2))
         samples = int(out["samples"])
         occupancy = self.config.occupancy
         self.n_rays.fill_(adapt_ray_count(float(self.n_rays), samples, occupancy.target_samples, occupancy.max_rays))

@@ -8,6 +8,7 @@ from typing import Literal
 from nerfkit.core.errors import NerfkitError
 from nerfkit.core.settings import Settings, apply_overrides, flat_dict
 from nerfkit.fields.options import HashGridOptions, SDFNetworkOptions
+from nerfkit.render.appearance_options import AppearanceOptions
 from nerfkit.render.estimators.options import OccupancyOptions
 
 NEUS_PROFILES: dict[str, dict[str, int | float]] = {
@@ -41,6 +42,8 @@ class NeuSConfig(Settings):
             samples per ray out there.
         lr, lr_warmup_steps, lr_final_factor: Adam's learning rate, linear warm-up, then
             exponential decay to ``lr * lr_final_factor``; ``variance_lr`` for the sharpness.
+        image_appearance: the per-image colour correction (``appearance``, ``appearance_lr``;
+            :mod:`nerfkit.render.appearance`).
     """
 
     profile: Literal["auto", "cpu", "gpu"] = "auto"
@@ -69,6 +72,7 @@ class NeuSConfig(Settings):
     weight_decay: float = 1e-6
     train_background: Literal["random", "white", "black"] = "random"
     render_chunk: int = 4096
+    image_appearance: AppearanceOptions = field(default_factory=AppearanceOptions.for_rays)
 
     def validate(self) -> None:
         if not 1 <= self.start_levels:

@@ -19,6 +19,7 @@ from nerfkit.methods.base import MethodBase, render_in_chunks
 from nerfkit.methods.ngp_config import NGPConfig
 from nerfkit.ops import composite
 from nerfkit.ops.compositing import median_depth
+from nerfkit.render.appearance import ImageAppearance
 from nerfkit.render.estimators.occupancy import OccupancyGrid, adapt_ray_count
 
 
@@ -38,6 +39,7 @@ class NGP(MethodBase):
         self.step_size = diagonal / occupancy.steps_per_diagonal
         self.cone_angle = occupancy.cone(scene.unbounded)
         self.register_buffer("n_rays", torch.tensor(float(config.initial_rays)))
+        self.appearance = ImageAppearance.for_scene(config.image_appearance, scene)
 
     # --- optimisation -------------------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:
@@ -47,6 +49,7 @@ class NGP(MethodBase):
              "lr": self.config.lr, "eps": 1e-15, "weight_decay": 0.0},
             {"name": "mlp", "params": mlps, "lr": self.config.lr, "eps": 1e-15,
              "weight_decay": self.config.weight_decay},
+            *self.appearance.param_groups(self.config.image_appearance.appearance_lr),
         ]
 
     def lr_factor(self, step: int, progress: float) -> float:
@@ -109,7 +112,8 @@ class NGP(MethodBase):
 
     def train_step(self, batch: RayBatch, step: int, progress: float) -> dict[str, Any]:
         out = self.render_rays(batch.origins, batch.directions, batch.background)
-        mse = torch.mean((out["rgb"] - batch.rgb) ** 2)
+        rgb = self.appearance(out["rgb"], out["alpha"], batch.background, batch.camera_ids)
+        mse = torch.mean((rgb - batch.rgb) ** 2)
         samples = int(out["samples"])
         self._adapt_batch(samples)
         return {"loss": mse, "mse": float(mse.detach()), "rays": len(batch), "samples": samples}

@@ -7,6 +7,7 @@ from typing import Literal
 
 from nerfkit.core.settings import Settings
 from nerfkit.fields.options import FieldHeadOptions, HashGridOptions
+from nerfkit.render.appearance_options import AppearanceOptions
 from nerfkit.render.estimators.options import OccupancyOptions
 
 
@@ -25,6 +26,8 @@ class NGPConfig(Settings):
         train_background: behind RGBA training images: ``random`` per ray, ``white`` or ``black``.
         render_chunk: rays per chunk when rendering images.
         max_points_per_query: field queries per chunk without gradients (bounds render memory).
+        image_appearance: the per-image colour correction (``appearance``, ``appearance_lr``;
+            :mod:`nerfkit.render.appearance`).
     """
 
     hash_grid: HashGridOptions = field(default_factory=HashGridOptions)
@@ -38,3 +41,4 @@ class NGPConfig(Settings):
     train_background: Literal["random", "white", "black"] = "random"
     render_chunk: int = 1 << 14
     max_points_per_query: int = 1 << 18
+    image_appearance: AppearanceOptions = field(default_factory=AppearanceOptions.for_rays)

@@ -23,6 +23,7 @@ from nerfkit.image.metrics import ssim_loss_map
 from nerfkit.methods.base import CrossProcess, MethodBase
 from nerfkit.methods.splat_config import SplatConfig
 from nerfkit.methods.strategies.base import make_strategy
+from nerfkit.render.appearance import ImageAppearance
 from nerfkit.render.gaussians import covariance_3d
 from nerfkit.render.spherical_harmonics import SH_C0
 from nerfkit.render.splat import RasterSettings, render_gaussians
@@ -102,6 +103,7 @@ class Splat(MethodBase):
         self.settings = RasterSettings(near=config.near, eps2d=config.eps2d, backend=config.backend,
                                        antialiased=config.rasterize_mode == "antialiased")
         self.sh_degree_in_use = 0
+        self.appearance = ImageAppearance.for_scene(config.image_appearance, scene)
         self._infos: list[dict[str, Any]] = []   # this step's images (several: a multi-image step)
 
     # --- protocol -----------------------------------------------------------------------------
@@ -117,11 +119,15 @@ class Splat(MethodBase):
         lrs = {"means": c.means_lr * self.extent, "quats": c.quats_lr, "scales": c.scales_lr,
                "opacities": c.opacities_lr, "sh0": c.sh0_lr, "shN": c.shN_lr}
         return [{"name": name, "params": [self.gaussians[name]], "lr": lrs[name], "eps": 1e-15,
-                 "betas": (0.9, 0.999)} for name in PARAMETER_NAMES]
+                 "betas": (0.9, 0.999)} for name in PARAMETER_NAMES] \
+            + self.appearance.param_groups(c.image_appearance.appearance_lr)
 
     def lr_factor(self, step: int, progress: float) -> dict[str, float]:
-        """The means' learning rate decays exponentially from ``means_lr`` to ``means_lr_final``."""
-        return {"means": (self.config.means_lr_final / self.config.means_lr) ** min(max(progress, 0.0), 1.0)}
+        """The means' learning rate decays exponentially from ``means_lr`` to ``means_lr_final``, the
+        appearance correction's to a tenth of its own (as 3DGS's exposure)."""
+        progress = min(max(progress, 0.0), 1.0)
+        return {"means": (self.config.means_lr_final / self.config.means_lr) ** progress,
+                "appearance": 0.1 ** progress}
 
     def sh_degree_at(self, step: int) -> int:
         """SH degree in use at ``step``: 0 at first, one more every ``sh_degree_interval`` steps."""
@@ -142,7 +148,8 @@ class Splat(MethodBase):
         out = self._render(batch.camera, batch.background, self.sh_degree_in_use, geometry=geometry)
         if out["means2d"].requires_grad:
             out["means2d"].retain_grad()
-        rgb, target = out["rgb"], batch.rgb
+        rgb = self.appearance(out["rgb"], out["alpha"], batch.background, batch.image_id)
+        target = batch.rgb
         if batch.keep is not None:          # ignored pixels (the scene's masks) match the render: no loss there
             keep = batch.keep.to(rgb.device)[..., None]
             target = torch.where(keep, target, rgb.detach())

@@ -8,6 +8,7 @@ from typing import Literal
 from nerfkit.core.errors import NerfkitError
 from nerfkit.core.settings import Settings, apply_overrides, auto_field, flat_dict, is_auto
 from nerfkit.methods.strategies.options import DefaultStrategyOptions, MCMCOptions, RefineOptions
+from nerfkit.render.appearance_options import AppearanceOptions
 
 SPLAT_SCHEDULES: dict[str, dict[str, int]] = {
     "3dgs": {"sh_degree_interval": 1000, "init_points": 100_000, "refine_start": 500, "refine_stop": 15_000,
@@ -47,6 +48,8 @@ class SplatConfig(Settings):
         depth_normal_weight, depth_distortion_weight: the 2DGS-style geometry regularisers
             (:mod:`nerfkit.render.splat_geometry`), 0 = off (the default), from ``geometry_start``
             (a fraction of training) on.
+        image_appearance: the per-image colour correction (``appearance``, ``appearance_lr``;
+            :mod:`nerfkit.render.appearance`).
     """
 
     schedule: Literal["auto", "3dgs", "short"] = "auto"
@@ -76,6 +79,7 @@ class SplatConfig(Settings):
     refine: RefineOptions = field(default_factory=RefineOptions)
     default_strategy: DefaultStrategyOptions = field(default_factory=DefaultStrategyOptions)
     mcmc: MCMCOptions = field(default_factory=MCMCOptions)
+    image_appearance: AppearanceOptions = field(default_factory=AppearanceOptions)
 
     def validate(self) -> None:
         if not 0 <= self.sh_degree <= 3:

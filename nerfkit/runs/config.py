@@ -11,16 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 import torch
 import yaml
 
 from nerfkit.core.errors import NerfkitError
 from nerfkit.core.settings import Settings, apply_overrides, auto_field, flat_dict, is_auto, setting_names
+from nerfkit.data.appearance import resolve_appearance_mode
 from nerfkit.methods.ngp_config import NGPConfig
 from nerfkit.methods.registry import method_spec
 from nerfkit.render.pose_options import PoseRefineOptions
+
+if TYPE_CHECKING:
+    from nerfkit.data.scene import Scene
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEMO_SECONDS = 120.0       # training time on the built-in demo scene unless a limit is given
@@ -135,9 +139,14 @@ class RunConfig:
         method = apply_overrides(method_spec(train.method).config(), data.get("method", {}), source)
         return RunConfig(train, method)
 
-    def resolved(self) -> "RunConfig":
-        """The same run with the method's device-dependent ``auto`` values filled in."""
-        return RunConfig(self.train, self.method.resolve(resolve_device(self.train.device).type))
+    def resolved(self, scene: Scene | None = None) -> "RunConfig":
+        """The same run with the method's device-dependent ``auto`` values filled in, and with a
+        ``scene``, the ones that depend on it (``appearance``:
+        :func:`nerfkit.data.appearance.resolve_appearance_mode`)."""
+        method = self.method.resolve(resolve_device(self.train.device).type)
+        if scene is not None and "appearance" in setting_names(type(method)):
+            method = method.updated(appearance=resolve_appearance_mode(flat_dict(method)["appearance"], scene))
+        return RunConfig(self.train, method)
 
 
 def load_preset(name_or_path: str) -> dict[str, dict[str, Any]]:

@@ -21,6 +21,7 @@ import torch
 
 from nerfkit.core.errors import NerfkitError
 from nerfkit.core.files import read_yaml, write_json_atomic, write_yaml_atomic
+from nerfkit.core.settings import flat_dict
 from nerfkit.data.inputs import SceneInfo
 from nerfkit.data.lens import refuse_fisheye
 from nerfkit.data.load import load_scene
@@ -67,10 +68,10 @@ def load_configured_scene(config: RunConfig) -> Scene:
 def start_run(config: RunConfig, log: Log | None = None, processes: ProcessShare | None = None) -> Trainer:
     """Load the scene, create the run folder with config.yaml and transform.json, build the trainer.
 
-    The method's device-dependent ``auto`` settings are filled in first, so ``config.yaml`` records
-    what the run actually used. ``log`` receives one line per event (None: silent). ``processes``:
-    the main process's share of a multi-process run (:func:`nerfkit.runs.distributed.open_trainer`);
-    the run trains on the processes' device.
+    The method's ``auto`` settings that depend on the device or the scene (``appearance``) are
+    filled in first, so ``config.yaml`` records what the run actually used. ``log`` receives one
+    line per event (None: silent). ``processes``: the main process's share of a multi-process run
+    (:func:`nerfkit.runs.distributed.open_trainer`); the run trains on the processes' device.
     """
     config.train.scene = str(scene_path(config, log).resolve())
     _train_where(config, processes)
@@ -78,7 +79,11 @@ def start_run(config: RunConfig, log: Log | None = None, processes: ProcessShare
     scene = load_configured_scene(config)
     check_lenses(config.train.method, scene)
     scene = with_triangulated_points(scene, config.train.triangulate, config.train.threads, log)
-    config.method = config.resolved().method
+    asked = flat_dict(config.method).get("appearance")
+    config.method = config.resolved(scene).method
+    if asked == "auto" and flat_dict(config.method)["appearance"] == "on":
+        (log or _silent)("appearance: on (a colour correction per training photo: their brightness varies; "
+                         "--set appearance=off to train without)")
     run = RunFolder.create(Path(config.train.output_dir), scene.name, config.train.method)
     write_yaml_atomic(run.config_file, config.to_dict())
     write_json_atomic(run.transform_file, {**scene.transform_dict(), "has_alpha": scene.has_alpha,
