@@ -78,6 +78,7 @@ class MipNeRF(MethodBase):
 
     def __init__(self, config: MipNeRFConfig, scene: SceneInfo) -> None:
         super().__init__()
+        config = config.resolve("cuda" if torch.cuda.is_available() else "cpu")   # no-op once resolved
         self.config = config
         self.unbounded = scene.unbounded
         self.register_buffer("aabb", scene.aabb.clone().float())

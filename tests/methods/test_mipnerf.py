@@ -198,6 +198,20 @@ def test_render_gives_images_and_median_depth_and_is_deterministic(tiny_demo):
     assert density.shape == (100,) and bool((density >= 0).all())
 
 
+def test_the_backbone_fits_the_device_and_an_explicit_one_is_kept():
+    """``backbone=auto``: the hash field on a CPU (the paper's MLP shows a blank image after 300 s on
+    2 cores), the paper's MLP on CUDA; the choice is what the run records."""
+    assert MipNeRFConfig().backbone == "auto"
+    assert MipNeRFConfig().resolve("cpu").backbone == "hash" and MipNeRFConfig().resolve("cuda").backbone == "mlp"
+    for chosen in ("mlp", "hash"):
+        for device in ("cpu", "cuda"):
+            assert MipNeRFConfig(backbone=chosen).resolve(device).backbone == chosen
+    assert MipNeRFConfig().resolve("cpu").learning_rate() == 1e-2
+    method = MipNeRF(apply_overrides(MipNeRFConfig(), {"log2_table_size": 12, "coarse_samples": 8,
+                                                       "fine_samples": 8}, "test"), OBJECT)
+    assert method.config.backbone == "hash" and type(method.field).__name__ == "MipHashField"
+
+
 def test_bad_mipnerf_settings_are_one_sentence_errors(tiny_demo, tmp_path, capsys):
     for setting, words in [("backbone=transformer", ("backbone", "mlp or hash", "transformer")),
                            ("sampler=random", ("sampler", "coarse_to_fine", "random")),
