@@ -66,6 +66,11 @@ class Settings:
         """A copy with the "auto" values that depend on the device filled in (default: itself)."""
         return self
 
+    def resolve_scene(self: T, unbounded: bool) -> T:
+        """A copy with the "auto" values that depend on the scene's kind (an object, or an unbounded
+        capture) filled in when a run starts (default: itself)."""
+        return self
+
     def updated(self: T, **values: Any) -> T:
         """A copy with flat ``values`` set (typed like :func:`apply_overrides`), for code and tests."""
         return apply_overrides(self, values, type(self).__name__)

@@ -141,9 +141,11 @@ class RunConfig:
 
     def resolved(self, scene: Scene | None = None) -> "RunConfig":
         """The same run with the method's device-dependent ``auto`` values filled in, and with a
-        ``scene``, the ones that depend on it (``appearance``:
+        ``scene``, the ones that depend on it (its kind: ``Settings.resolve_scene``; ``appearance``:
         :func:`nerfkit.data.appearance.resolve_appearance_mode`)."""
         method = self.method.resolve(resolve_device(self.train.device).type)
+        if scene is not None:
+            method = method.resolve_scene(scene.unbounded)
         if scene is not None and "appearance" in setting_names(type(method)):
             method = method.updated(appearance=resolve_appearance_mode(flat_dict(method)["appearance"], scene))
         return RunConfig(self.train, method)

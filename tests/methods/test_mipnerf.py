@@ -55,7 +55,7 @@ def test_hash_backbone_trains_past_psnr_threshold_then_evals_at_three_scales(tin
     # white on white scores ~11 dB on this scene; a trained field resolves the textured primitives
     assert metrics["psnr"] > 21.0, metrics["psnr"]
     config = (run / "config.yaml").read_text()
-    assert "method: mipnerf" in config and "backbone: hash" in config
+    assert "method: mipnerf" in config and "backbone: hash" in config and "sampler: occupancy" in config
     capsys.readouterr()
     assert main(["eval", str(run), "--scales", "1,2"]) == 0
     scales = json.loads((run / "eval-test-multiscale.json").read_text())
@@ -210,6 +210,19 @@ def test_the_backbone_fits_the_device_and_an_explicit_one_is_kept():
     method = MipNeRF(apply_overrides(MipNeRFConfig(), {"log2_table_size": 12, "coarse_samples": 8,
                                                        "fine_samples": 8}, "test"), OBJECT)
     assert method.config.backbone == "hash" and type(method.field).__name__ == "MipHashField"
+
+
+def test_the_sampler_fits_the_scene_and_old_runs_keep_theirs():
+    """``sampler=auto`` at run start: proposals for unbounded scenes; for objects occupancy with the
+    hash field, Mip-NeRF's coarse-to-fine with the MLP. A run that recorded ``auto`` before this rule
+    keeps coarse-to-fine for objects (its checkpoint has no occupancy grid)."""
+    cpu = MipNeRFConfig().resolve("cpu")
+    assert cpu.resolve_scene(False).sampler == "occupancy" and cpu.resolve_scene(True).sampler == "proposal"
+    mlp = MipNeRFConfig(backbone="mlp")
+    assert mlp.resolve_scene(False).sampler == "coarse_to_fine" and mlp.resolve_scene(True).sampler == "proposal"
+    assert MipNeRFConfig(backbone="hash", sampler="coarse_to_fine").resolve_scene(False).sampler == "coarse_to_fine"
+    assert MipNeRF(_tiny_config(), OBJECT).sampler == "coarse_to_fine"          # recorded "auto": as before
+    assert MipNeRF(_tiny_config(), UNBOUNDED).sampler == "proposal"
 
 
 def test_bad_mipnerf_settings_are_one_sentence_errors(tiny_demo, tmp_path, capsys):
