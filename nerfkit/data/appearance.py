@@ -10,26 +10,30 @@ same parameters:
   come with an alpha channel (renders on a transparent background; a capture whose masks became
   its alpha, ``masks=alpha``, is still a capture);
 - ``off`` with fewer than :data:`MIN_IMAGES` training images;
-- else ``on`` when the training images' mean brightness varies by at least :data:`MIN_SPREAD`
-  (:func:`brightness_spread`), ``off`` otherwise.
+- else ``on`` when the training photos' EXIF exposure (:func:`exposure_value`) spans at least
+  :data:`MIN_EV_SPREAD` stops, ``off`` otherwise (also for photos without EXIF: renders, frames
+  of a video, most PNGs).
 
-The mean brightness of a photo depends on what it shows as well as on its exposure, so this is a
-rule of thumb: ``appearance=on`` or ``off`` settles it for a given capture.
+The photos' own brightness is no guide: it follows what they show. dtu-scan65 (one fixed exposure,
+the object filling more or less of each view) spreads 0.27 in log mean colour, room-a (renders at
+one exposure) 0.12, as much as a capture of varying exposure. ``appearance=on`` or ``off`` settles
+it for a given capture.
 """
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
 from typing import Sequence
 
-import numpy as np
+from PIL import ExifTags, Image
 
 from nerfkit.core.errors import NerfkitError
 from nerfkit.data.scene import Scene
 
 APPEARANCE_MODES = ("auto", "on", "off")
 MIN_IMAGES = 20          # training images; fewer and ``auto`` stays off
-MIN_SPREAD = 0.1         # std of log mean brightness over the training images (about 10 %)
-_STRIDE = 4              # every 4th pixel per axis is enough for a mean
+MIN_EV_SPREAD = 1.0 / 3.0  # stops between the brightest and the darkest exposure of the training photos
 
 
 def check_appearance_mode(mode: str) -> None:
@@ -39,26 +43,40 @@ def check_appearance_mode(mode: str) -> None:
                            "correction per training image for photos of varying exposure)")
 
 
-def brightness_spread(images: Sequence[np.ndarray], keeps: Sequence[np.ndarray | None] | None = None) -> float:
-    """How much the images' mean colours vary: the largest, over R, G and B, of the standard
-    deviation of ``log(mean)`` across the images (0.1 is about a 10 % spread).
+def _number(value: object) -> float | None:
+    if isinstance(value, tuple):                          # ISO may come as several values
+        value = value[0] if value else None
+    try:
+        number = float(value)                             # type: ignore[arg-type]
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
-    Args:
-        images: N uint8 (H, W, 3|4) images; with alpha, the mean is alpha-weighted.
-        keeps: per image, an (H, W) bool mask of the pixels that count, or None.
-    """
-    means = []
-    for index, image in enumerate(images):
-        pixels = image[::_STRIDE, ::_STRIDE].astype(np.float64) / 255.0
-        weight = pixels[..., 3] if pixels.shape[-1] == 4 else np.ones(pixels.shape[:2])
-        keep = None if keeps is None else keeps[index]
-        if keep is not None:
-            weight = weight * keep[::_STRIDE, ::_STRIDE]
-        total = max(float(weight.sum()), 1e-8)
-        means.append((pixels[..., :3] * weight[..., None]).reshape(-1, 3).sum(0) / total)
-    if len(means) < 2:
-        return 0.0
-    return float(np.log(np.maximum(np.stack(means), 1.0 / 255.0)).std(0).max())
+
+def exposure_value(path: Path) -> float | None:
+    """The exposure a photo was taken at, from its EXIF, in stops: ``log2(N^2 / t) - log2(ISO / 100)``
+    (f-number N, exposure time t in seconds; a missing N or ISO counts as constant). None when the
+    file has no exposure time (renders, video frames, most PNGs) or cannot be read."""
+    try:
+        with Image.open(path) as image:
+            tags = image.getexif().get_ifd(ExifTags.IFD.Exif)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    seconds = _number(tags.get(ExifTags.Base.ExposureTime))
+    if seconds is None:
+        return None
+    f_number = _number(tags.get(ExifTags.Base.FNumber)) or 1.0
+    iso = _number(tags.get(ExifTags.Base.ISOSpeedRatings)) or 100.0
+    return math.log2(f_number * f_number / seconds) - math.log2(iso / 100.0)
+
+
+def exposure_spread(paths: Sequence[Path]) -> float | None:
+    """Stops between the brightest and the darkest exposure of ``paths``; None unless at least half
+    of them carry an exposure (:func:`exposure_value`)."""
+    values = [value for value in (exposure_value(path) for path in paths) if value is not None]
+    if not values or 2 * len(values) < len(paths):
+        return None
+    return max(values) - min(values)
 
 
 def resolve_appearance_mode(mode: str, scene: Scene) -> str:
@@ -70,9 +88,9 @@ def resolve_appearance_mode(mode: str, scene: Scene) -> str:
     rendered = scene.format == "blender" or (scene.has_alpha and scene.extras.get("masks") != "alpha")
     if rendered or len(ids) < MIN_IMAGES:
         return "off"
-    keeps = None if scene.masks is None else [scene.masks[i] for i in ids]
-    return "on" if brightness_spread([scene.images[i] for i in ids], keeps) >= MIN_SPREAD else "off"
+    spread = exposure_spread([scene.image_paths[i] for i in ids])
+    return "on" if spread is not None and spread >= MIN_EV_SPREAD else "off"
 
 
-__all__ = ["APPEARANCE_MODES", "MIN_IMAGES", "MIN_SPREAD", "brightness_spread", "check_appearance_mode",
-           "resolve_appearance_mode"]
+__all__ = ["APPEARANCE_MODES", "MIN_EV_SPREAD", "MIN_IMAGES", "check_appearance_mode", "exposure_spread",
+           "exposure_value", "resolve_appearance_mode"]

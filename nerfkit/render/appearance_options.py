@@ -22,7 +22,7 @@ class AppearanceOptions(Settings):
     Attributes:
         appearance: ``on``, ``off`` or ``auto``: decided when a run starts, from its scene
             (:func:`nerfkit.data.appearance.resolve_appearance_mode`: on for a photo capture with
-            many training images whose brightness varies, off for rendered scenes such as
+            many training photos whose EXIF exposure varies, off for rendered scenes such as
             NeRF-synthetic and the built-in demo), and written to ``config.yaml`` as ``on`` or
             ``off``. A method built while it still reads ``auto`` (a run from before this setting)
             has no correction.

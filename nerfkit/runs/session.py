@@ -82,7 +82,7 @@ def start_run(config: RunConfig, log: Log | None = None, processes: ProcessShare
     asked = flat_dict(config.method).get("appearance")
     config.method = config.resolved(scene).method
     if asked == "auto" and flat_dict(config.method)["appearance"] == "on":
-        (log or _silent)("appearance: on (a colour correction per training photo: their brightness varies; "
+        (log or _silent)("appearance: on (a colour correction per training photo: their exposures differ; "
                          "--set appearance=off to train without)")
     run = RunFolder.create(Path(config.train.output_dir), scene.name, config.train.method)
     write_yaml_atomic(run.config_file, config.to_dict())
