@@ -278,15 +278,30 @@ def render_demo_view(c2w_opencv: Tensor, fx: float, fy: float, cx: float, cy: fl
         ``supersample=1``), 0 where nothing is hit.
     """
     s = int(supersample)
+    xs = (torch.arange(w * s, dtype=torch.float64) + 0.5) / s
+    ys = (torch.arange(h * s, dtype=torch.float64) + 0.5) / s
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    cam = torch.stack([(xx - cx) / fx, (yy - cy) / fy, torch.ones_like(xx)], -1).reshape(-1, 3)
+    if distortion is not None:
+        with _one_thread():
+            cam[:, :2] = undistort(cam[:, :2], distortion.double())
+    return render_demo_rays(c2w_opencv, cam, w, h, s)
+
+
+def render_demo_rays(c2w_opencv: Tensor, directions: Tensor, w: int, h: int, supersample: int = 1) -> dict[str, Tensor]:
+    """Render the demo object along given camera-frame rays and average them per pixel (any lens).
+
+    Args:
+        c2w_opencv: (4, 4) camera-to-world, OpenCV axes, world units.
+        directions: (h * s * w * s, 3) ray directions in the camera frame (any length), row by row
+            over the supersampled pixel grid (s = ``supersample`` rays per pixel side).
+    Returns:
+        as :func:`render_demo_view`.
+    """
+    s = int(supersample)
     c2w = c2w_opencv.detach().double().cpu()
     with _one_thread():
-        xs = (torch.arange(w * s, dtype=torch.float64) + 0.5) / s
-        ys = (torch.arange(h * s, dtype=torch.float64) + 0.5) / s
-        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-        cam = torch.stack([(xx - cx) / fx, (yy - cy) / fy, torch.ones_like(xx)], -1).reshape(-1, 3)
-        if distortion is not None:
-            cam[:, :2] = undistort(cam[:, :2], distortion.double())
-        dirs = cam @ c2w[:3, :3].T
+        dirs = directions.double() @ c2w[:3, :3].T
         dirs = (dirs / dirs.norm(dim=-1, keepdim=True)).float()
         origins = c2w[:3, 3].float().expand_as(dirs).contiguous()
         t, hit = trace_demo(origins, dirs)

@@ -18,7 +18,7 @@ import imageio.v3 as iio
 import torch
 
 from nerfkit.data.cameras import opengl_to_opencv
-from nerfkit.data.demo import demo_camera_poses, shade_demo, trace_demo
+from nerfkit.data.demo import demo_camera_poses, render_demo_rays
 
 FISHEYE = (0.05, -0.01, 0.002, -0.0005)       # k1, k2, k3, k4
 CLOSER = 0.6                                  # camera distance, as a fraction of the demo's
@@ -50,16 +50,8 @@ def render_view(c2w: torch.Tensor, focal: float, size: int, fisheye: tuple[float
         radius = xy.norm(dim=-1)
         theta = fisheye_ray_angle(radius, fisheye)
         local = torch.cat([xy * (torch.sin(theta) / radius.clamp_min(1e-12))[:, None], torch.cos(theta)[:, None]], -1)
-    dirs = local @ c2w[:3, :3].T
-    dirs = (dirs / dirs.norm(dim=-1, keepdim=True)).float()
-    origins = c2w[:3, 3].float().expand_as(dirs).contiguous()
-    t, hit = trace_demo(origins, dirs)
-    colour = torch.zeros_like(dirs)
-    colour[hit] = shade_demo(origins[hit] + t[hit, None] * dirs[hit])
-    weight = hit.float()[:, None]
-    count = weight.reshape(size, s, size, s, 1).sum((1, 3))
-    rgb = (colour * weight).reshape(size, s, size, s, 3).sum((1, 3)) / count.clamp(min=1.0)
-    return torch.cat([rgb, count / (s * s)], -1)
+    view = render_demo_rays(c2w, local, size, size, s)
+    return torch.cat([view["rgb"], view["alpha"][..., None]], -1)
 
 
 def _look_aside(c2w: torch.Tensor) -> torch.Tensor:

@@ -221,6 +221,12 @@ def test_the_sampler_fits_the_scene_and_old_runs_keep_theirs():
     mlp = MipNeRFConfig(backbone="mlp")
     assert mlp.resolve_scene(False).sampler == "coarse_to_fine" and mlp.resolve_scene(True).sampler == "proposal"
     assert MipNeRFConfig(backbone="hash", sampler="coarse_to_fine").resolve_scene(False).sampler == "coarse_to_fine"
+    unbounded = cpu.resolve_scene(True)               # the hash field on a capture: mipnerf-hash-360's sizes
+    assert (unbounded.hash_grid.log2_table_size, unbounded.hash_grid.max_resolution, unbounded.lr_final_factor) \
+        == (18, 2048, 0.1)
+    assert cpu.resolve_scene(False).hash_grid.max_resolution == 1024 and mlp.resolve_scene(True).lr_final_factor == 0.01
+    chosen = apply_overrides(cpu, {"max_resolution": 4096}, "test").resolve_scene(True)
+    assert chosen.hash_grid.max_resolution == 4096 and chosen.hash_grid.log2_table_size == 18
     assert MipNeRF(_tiny_config(), OBJECT).sampler == "coarse_to_fine"          # recorded "auto": as before
     assert MipNeRF(_tiny_config(), UNBOUNDED).sampler == "proposal"
 
