@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from nerfkit.cli import main
-from test_splat import TINY_SPLAT
-from tiny_run import tiny_mip_args, tiny_neus_args, tiny_train_args
+from tiny_run import tiny_mip_args, tiny_neus_args, tiny_splat_args, tiny_train_args
 
 STEPS = {"ngp": 300, "splat": 300, "mipnerf": 300, "neus": 300}
 # how much worse a run without the correction must score; measured (one thread): ngp 24.14 dB on
@@ -64,10 +63,7 @@ def _train(scene: Path, output: Path, method: str, *extra: str) -> dict:
     elif method == "neus":
         args = tiny_neus_args(scene, output, *common)
     else:
-        args = ["train", str(scene), "--method", "splat", "--output-dir", str(output), "--no-progress",
-                "--no-viewer", "--threads", "2", *common]
-        for item in TINY_SPLAT:
-            args += ["--set", item]
+        args = tiny_splat_args(scene, output, *common)
     assert main(args) == 0
     return json.loads(next(output.glob(f"*/{method}/*/metrics.json")).read_text())
 

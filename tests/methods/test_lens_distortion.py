@@ -23,8 +23,7 @@ from nerfkit.export.mesh_io import read_mesh
 from nerfkit.export.tsdf import chamfer_distance, sample_surface
 from nerfkit.image.metrics import psnr
 from lens_scenes import LENS, write_lens_demo
-from test_splat import TINY_SPLAT
-from tiny_run import tiny_train_args
+from tiny_run import tiny_splat_args, tiny_train_args
 
 STEPS = 300
 
@@ -72,10 +71,7 @@ def _train(scene: Path, output: Path, method: str) -> Path:
     if method == "ngp":
         args = tiny_train_args(scene, output, "--max-steps", str(STEPS), "--eval-every", "0")
     else:
-        args = ["train", str(scene), "--method", "splat", "--output-dir", str(output), "--no-progress",
-                "--no-viewer", "--threads", "2", "--max-steps", str(STEPS)]
-        for item in TINY_SPLAT:
-            args += ["--set", item]
+        args = tiny_splat_args(scene, output, "--max-steps", str(STEPS))
     assert main(args) == 0
     return next(output.glob(f"*/{method}/*/metrics.json")).parent
 

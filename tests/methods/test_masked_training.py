@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from nerfkit.cli import main
-from test_splat import TINY_SPLAT
-from tiny_run import tiny_train_args
+from tiny_run import tiny_splat_args, tiny_train_args
 
 OCCLUDER = 14        # pixels per side, in the 32 px images
 STEPS = 300
@@ -54,10 +53,7 @@ def _train(scene: Path, output: Path, method: str, *extra: str) -> dict:
     if method == "ngp":
         args = tiny_train_args(scene, output, "--max-steps", str(STEPS), "--eval-every", "0", *extra)
     else:
-        args = ["train", str(scene), "--method", "splat", "--output-dir", str(output), "--no-progress",
-                "--no-viewer", "--threads", "2", "--max-steps", str(STEPS), *extra]
-        for item in TINY_SPLAT:
-            args += ["--set", item]
+        args = tiny_splat_args(scene, output, "--max-steps", str(STEPS), *extra)
     assert main(args) == 0
     return json.loads(next(output.glob(f"*/{method}/*/metrics.json")).read_text())
 

@@ -30,8 +30,7 @@ from nerfkit.runs.config import merge_settings
 from nerfkit.runs.session import open_run, open_run_scene, resume_run, start_run
 from nerfkit.runs.trainer import Trainer
 from pose_scenes import write_perturbed_demo
-from test_splat import TINY_SPLAT
-from tiny_run import TINY_NGP
+from tiny_run import TINY_NGP, TINY_SPLAT
 
 ROTATION_DEG, TRANSLATION = 2.0, 0.08
 STEPS = {"ngp": 300, "splat": 600}      # splat: one image per step, so each camera is seen a 12th as often

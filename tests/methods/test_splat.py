@@ -18,12 +18,7 @@ from nerfkit.data.inputs import SceneInfo
 from nerfkit.methods.splat import Splat, initial_gaussians, scene_extent
 from nerfkit.runs.session import open_run, resume_run, start_run
 from nerfkit.render.splat import RasterSettings, render_gaussians
-
-# A short schedule for 32 px images: densify every 20 steps from step 40 to 100, SH degree up every
-# 30 steps; a higher growth threshold than 3DGS's (its 0.0002 is tuned for 800 px images and grows
-# this scene to ~13k Gaussians). About 0.07 s per step on 2 cores.
-TINY_SPLAT = ["init_points=500", "sh_degree_interval=30", "refine_start=20", "refine_every=20",
-              "refine_stop=120", "reset_every=-1", "grad_threshold=0.0005"]
+from tiny_run import TINY_SPLAT
 
 
 def _config(scene: Path, output: Path, steps: int, *extra: str) -> RunConfig:
