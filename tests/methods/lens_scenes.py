@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -13,15 +14,20 @@ import torch
 from nerfkit.data.cameras import opengl_to_opencv
 from nerfkit.data.demo import CAMERA_ANGLE_X, _write_mesh, demo_camera_poses, render_demo_view
 
-# k1, k2, p1, p2, k3: a strong barrel, so that at a few dozen pixels the object (in the middle of the
-# frame, where any lens distorts least) moves by about a pixel and the corners by several
+# k1, k2, p1, p2, k3: a strong barrel (still one-to-one out to the image corners), so that at a few
+# dozen pixels the corners move by several pixels
 LENS = (-0.6, 0.15, 0.01, -0.01, 0.0)
 
 
 def write_lens_demo(root: Path, distortion=LENS, size: int = 48, n_train: int = 12, n_test: int = 3,
-                    mesh_resolution: int = 48) -> Path:
+                    mesh_resolution: int = 48, turn_deg: float = 0.0) -> Path:
     """``root/transforms.json`` (OPENCV camera ``k1 k2 p1 p2``, OpenGL poses, train/test file lists),
-    ``root/images/{train,test}_NN.png`` (RGBA, rendered through the lens) and ``root/gt_mesh.ply``."""
+    ``root/images/{train,test}_NN.png`` (RGBA, rendered through the lens) and ``root/gt_mesh.ply``.
+
+    ``turn_deg``: each camera is turned by this angle off the object's centre, in a
+    direction that goes round from view to view, so the object sits in a different part of the
+    frame in every photo (where the lens bends it differently).
+    """
     images = root / "images"
     images.mkdir(parents=True)
     focal = 0.5 * size / math.tan(0.5 * CAMERA_ANGLE_X)
@@ -30,6 +36,9 @@ def write_lens_demo(root: Path, distortion=LENS, size: int = 48, n_train: int = 
     for split, poses in demo_camera_poses(n_train, n_test, 0, 0).items():
         if split == "val":
             continue
+        poses = poses.clone()
+        for i in range(len(poses)):
+            poses[i, :3, :3] = poses[i, :3, :3] @ _turn(math.radians(turn_deg), 2.39996 * (i + 0.5))
         for i, c2w in enumerate(poses):
             view = render_demo_view(opengl_to_opencv(c2w), focal, focal, size / 2, size / 2, size, size,
                                     supersample=2, distortion=lens if bool(lens.any()) else None)
@@ -44,4 +53,25 @@ def write_lens_demo(root: Path, distortion=LENS, size: int = 48, n_train: int = 
             "train_filenames": names["train"], "test_filenames": names["test"]}
     (root / "transforms.json").write_text(json.dumps(meta, indent=1))
     _write_mesh(root / "gt_mesh.ply", mesh_resolution)
+    return root
+
+
+def _turn(angle: float, direction: float) -> torch.Tensor:
+    """(3, 3) float64 rotation by ``angle`` radians about the camera-frame axis in the image plane at
+    ``direction`` radians from the x axis."""
+    axis = torch.tensor([math.cos(direction), math.sin(direction), 0.0], dtype=torch.float64)
+    k = torch.tensor([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]],
+                     dtype=torch.float64)
+    return torch.eye(3, dtype=torch.float64) + math.sin(angle) * k + (1 - math.cos(angle)) * k @ k
+
+
+def without_lens(scene: Path, root: Path) -> Path:
+    """A copy of ``scene`` whose ``transforms.json`` drops the lens (a PINHOLE camera, the photos as
+    they are): what a pipeline that ignores distortion trains on."""
+    shutil.copytree(scene, root)
+    meta = json.loads((root / "transforms.json").read_text())
+    meta["camera_model"] = "PINHOLE"
+    for key in ("k1", "k2", "p1", "p2", "k3"):
+        meta.pop(key, None)
+    (root / "transforms.json").write_text(json.dumps(meta, indent=1))
     return root
