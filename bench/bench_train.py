@@ -7,6 +7,7 @@ count (splat) and peak GPU memory.
     python bench/bench_train.py ../shared/scenes/object-a --method ngp --times 30,60,120,300
     python bench/bench_train.py ../shared/scenes/object-a --method splat --times 60,300,600
     python bench/bench_train.py ../shared/scenes/dtu-scan65 --method splat --steps 7000,30000   # GPU
+    python bench/bench_train.py ../shared/scenes/dtu-scan65 --downscale 4 --masks alpha --times 600 --renders /tmp/r
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from pathlib import Path
 
 import torch
 
@@ -33,7 +35,10 @@ def main() -> None:
     parser.add_argument("--output-dir", default="/tmp/nerfkit-bench")
     parser.add_argument("--downscale", type=float, default=1.0)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--masks", default="auto", help="the scene's masks: auto | off | ignore | alpha")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="method setting")
+    parser.add_argument("--renders", default="", help="write the last mark's held-out renders and photos "
+                        "(<name>.png, <name>_gt.png) into this folder")
     parser.add_argument("--subset", default="", help="also print the mean over these test-split positions, e.g. "
                         "0,5,10,15,20 (the views a peer was scored on: bench/peer_nerfacto_eval.py)")
     args = parser.parse_args()
@@ -44,7 +49,7 @@ def main() -> None:
                              "--set")
     train = TrainConfig(scene=args.scene, method=args.method, output_dir=args.output_dir,
                         max_time=0.0 if by_steps else marks[-1], max_steps=int(marks[-1]) if by_steps else 10 ** 9,
-                        downscale=args.downscale, checkpoint_seconds=1e9, device=args.device,
+                        downscale=args.downscale, masks=args.masks, checkpoint_seconds=1e9, device=args.device,
                         checkpoint_every=10 ** 9)
     trainer = start_run(RunConfig(train, method), log=lambda line: None)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
@@ -57,7 +62,8 @@ def main() -> None:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         start = time.perf_counter()
-        result = evaluate_split(trainer.method, trainer.scene, "test", "white")
+        out_dir = Path(args.renders) if args.renders and mark == marks[-1] else None
+        result = evaluate_split(trainer.method, trainer.scene, "test", "white", out_dir=out_dir)
         stats = trainer.stats
         if subset:
             chosen = [result["images"][i] for i in subset]          # positions in the test split
