@@ -13,6 +13,7 @@ import torch
 
 from nerfkit.data.cameras import opengl_to_opencv
 from nerfkit.data.demo import CAMERA_ANGLE_X, _write_mesh, demo_camera_poses, render_demo_view
+from nerfkit.render.pose_refine import so3_exp
 
 # k1, k2, p1, p2, k3: a strong barrel (still one-to-one out to the image corners), so that at a few
 # dozen pixels the corners move by several pixels
@@ -36,10 +37,11 @@ def write_lens_demo(root: Path, distortion=LENS, size: int = 48, n_train: int = 
     for split, poses in demo_camera_poses(n_train, n_test, 0, 0).items():
         if split == "val":
             continue
-        poses = poses.clone()
-        for i in range(len(poses)):
-            poses[i, :3, :3] = poses[i, :3, :3] @ _turn(math.radians(turn_deg), 2.39996 * (i + 0.5))
         for i, c2w in enumerate(poses):
+            direction = 2.39996 * (i + 0.5)             # the golden angle: round the frame, view to view
+            axis = torch.tensor([math.cos(direction), math.sin(direction), 0.0], dtype=torch.float64)
+            c2w = c2w.clone()
+            c2w[:3, :3] = c2w[:3, :3] @ so3_exp(axis * math.radians(turn_deg))   # about an image-plane axis
             view = render_demo_view(opengl_to_opencv(c2w), focal, focal, size / 2, size / 2, size, size,
                                     supersample=2, distortion=lens if bool(lens.any()) else None)
             rgba = torch.cat([view["rgb"], view["alpha"][..., None]], -1)
@@ -54,15 +56,6 @@ def write_lens_demo(root: Path, distortion=LENS, size: int = 48, n_train: int = 
     (root / "transforms.json").write_text(json.dumps(meta, indent=1))
     _write_mesh(root / "gt_mesh.ply", mesh_resolution)
     return root
-
-
-def _turn(angle: float, direction: float) -> torch.Tensor:
-    """(3, 3) float64 rotation by ``angle`` radians about the camera-frame axis in the image plane at
-    ``direction`` radians from the x axis."""
-    axis = torch.tensor([math.cos(direction), math.sin(direction), 0.0], dtype=torch.float64)
-    k = torch.tensor([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]],
-                     dtype=torch.float64)
-    return torch.eye(3, dtype=torch.float64) + math.sin(angle) * k + (1 - math.cos(angle)) * k @ k
 
 
 def without_lens(scene: Path, root: Path) -> Path:
