@@ -20,6 +20,8 @@ LABEL_HEIGHT = 14       # pixels above each image for its caption
 
 def _tile(path: Path, caption: str) -> Image.Image:
     """The image at ``path`` scaled to ``ROW_HEIGHT`` rows with ``caption`` above it, on white."""
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such image (bench_train.py --renders writes <view>.png and <view>_gt.png)")
     image = Image.open(path).convert("RGB")
     width = round(image.width * ROW_HEIGHT / image.height)
     tile = Image.new("RGB", (width, ROW_HEIGHT + LABEL_HEIGHT), "white")
