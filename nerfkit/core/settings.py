@@ -134,6 +134,13 @@ def flat_dict(settings: Settings) -> dict[str, Any]:
     return out
 
 
+def left_at_defaults(settings: Settings, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The items of flat ``values`` whose settings are still at their class defaults in ``settings``
+    (a profile that must not undo what a user or a preset set)."""
+    current, defaults = flat_dict(settings), flat_dict(type(settings)())
+    return {key: value for key, value in values.items() if current[key] == defaults[key]}
+
+
 def apply_overrides(settings: T, values: Mapping[str, Any], source: str) -> T:
     """A copy of ``settings`` with flat ``values`` set, each coerced to its field's type.
 

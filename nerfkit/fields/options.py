@@ -10,6 +10,7 @@ from typing import Literal
 
 from nerfkit.core.errors import NerfkitError
 from nerfkit.core.settings import Settings
+from nerfkit.render.estimators.options import ProposalOptions
 
 
 @dataclass
@@ -41,6 +42,12 @@ class HashGridOptions(Settings):
         if self.max_resolution < self.base_resolution:
             raise NerfkitError(f"max_resolution ({self.max_resolution}) must be at least base_resolution "
                                f"({self.base_resolution})")
+
+    def for_proposals(self, proposal: ProposalOptions) -> "HashGridOptions":
+        """The hash grid of a proposal field: this one, with the proposal sizes."""
+        return HashGridOptions(**{**vars(self), "n_levels": proposal.proposal_n_levels,
+                                  "log2_table_size": proposal.proposal_log2_table_size,
+                                  "max_resolution": proposal.proposal_max_resolution})
 
 
 @dataclass

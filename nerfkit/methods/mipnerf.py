@@ -32,14 +32,14 @@ from nerfkit.fields.mip import conical_frustum_moments, lift_gaussian
 from nerfkit.fields.mip_field import Frusta, MipHashField, MipMLPField
 from nerfkit.methods.base import MethodBase, render_in_chunks
 from nerfkit.methods.mipnerf_config import MipNeRFConfig
-from nerfkit.ops import composite, ray_aabb_intersect, render_weights
+from nerfkit.ops import composite, render_weights
 from nerfkit.ops.compositing import median_depth
 from nerfkit.render.appearance import ImageAppearance
 from nerfkit.render.contraction import contract_gaussian, contracted_scale
 from nerfkit.render.estimators.coarse_to_fine import CoarseToFine
 from nerfkit.render.estimators.occupancy import OccupancyGrid, adapt_ray_count
 from nerfkit.render.estimators.proposal import ProposalSampler
-from nerfkit.render.samplers import normalized_to_t
+from nerfkit.render.samplers import normalized_to_t, packed_intervals, ray_bounds
 
 
 class Shaded(NamedTuple):
@@ -65,7 +65,7 @@ def build_field(config: MipNeRFConfig, extent: float, proposal: bool) -> nn.Modu
     if backbone == "mlp":
         return MipMLPField(config.proposal_mlp() if proposal else config.mlp, density_only=proposal)
     if proposal:
-        return MipHashField(extent, config.proposal_hash_grid(), config.heads, density_only=True)
+        return MipHashField(extent, config.hash_grid.for_proposals(config.proposal), config.heads, density_only=True)
     return MipHashField(extent, config.hash_grid, config.heads)
 
 
@@ -86,12 +86,11 @@ class MipNeRF(MethodBase):
             "proposal" if scene.unbounded else "coarse_to_fine")
         extent = 2.0 if scene.unbounded else 1.0
         self.field = build_field(config, extent, proposal=False)
-        levels = config.proposal_levels if self.sampler == "proposal" else 0
+        levels = config.proposal.proposal_levels if self.sampler == "proposal" else 0
         self.proposals = nn.ModuleList([build_field(config, extent, proposal=True) for _ in range(levels)])
         self.coarse_to_fine = CoarseToFine(config.coarse_samples, config.fine_samples, config.resample_padding,
                                            config.coarse_loss_weight)
-        self.proposal_sampler = ProposalSampler(config.proposal_samples, config.nerf_samples,
-                                                config.interlevel_weight, config.distortion_weight)
+        self.proposal_sampler = ProposalSampler.from_options(config.proposal)
         self.appearance = ImageAppearance.for_scene(config.image_appearance, scene)
         if self.sampler == "occupancy":
             occupancy = config.occupancy
@@ -148,19 +147,6 @@ class MipNeRF(MethodBase):
             means, variances = contract_gaussian(means, variances)
         return Frusta(means, variances, radial_stds)
 
-    def _ray_bounds(self, origins: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
-        """(R,) near and far distances: the scene box for objects (rays that miss it get an empty
-        interval), ``near``..``far`` for unbounded scenes."""
-        n = origins.shape[0]
-        near = torch.full((n,), self.config.near, device=origins.device)
-        if self.unbounded:
-            return near, torch.full((n,), self.config.far, device=origins.device)
-        t_near, t_far = ray_aabb_intersect(origins, directions, self.aabb)
-        hit = torch.isfinite(t_near)
-        near = torch.where(hit, torch.maximum(t_near, near), near)
-        far = torch.where(hit, torch.maximum(t_far, near), near)
-        return near, far
-
     def _distances(self, s_edges: Tensor, near: Tensor, far: Tensor) -> Tensor:
         spacing = "contracted" if self.unbounded else "linear"
         return normalized_to_t(s_edges, near[:, None], far[:, None], spacing)
@@ -185,13 +171,13 @@ class MipNeRF(MethodBase):
 
     def _shade(self, rays: tuple[Tensor, Tensor, Tensor, Tensor], t_edges: Tensor) -> Shaded:
         """Query the field on every frustum of ``t_edges`` (R, S+1) and composite on the background."""
-        t_starts, t_ends, ray_indices = _packed(t_edges)
+        t_starts, t_ends, ray_indices = packed_intervals(t_edges)
         return self._shade_packed(rays, t_starts, t_ends, ray_indices)
 
     def _proposal_weights(self, proposal: nn.Module, rays: tuple[Tensor, ...], t_edges: Tensor) -> Tensor:
         """(R, S) volume-rendering weights of a proposal field's densities on the frusta of ``t_edges``."""
         origins, directions, radii, _ = rays
-        t_starts, t_ends, ray_indices = _packed(t_edges)
+        t_starts, t_ends, ray_indices = packed_intervals(t_edges)
         sigmas = proposal.density(self._frusta(origins, directions, radii, t_starts, t_ends, ray_indices))
         weights, _ = render_weights(sigmas, t_starts, t_ends, ray_indices, t_edges.shape[0])
         return weights.view(t_edges.shape[0], -1)
@@ -223,7 +209,7 @@ class MipNeRF(MethodBase):
         rays = (origins, directions, radii, background)
         if self.sampler == "occupancy":
             return {"final": self._march(rays), "plan": None}
-        near, far = self._ray_bounds(origins, directions)
+        near, far = ray_bounds(origins, directions, self.aabb, self.config.near, self.config.far, self.unbounded)
         n_rays, device = origins.shape[0], origins.device
         if self.sampler == "coarse_to_fine":
             plan = self.coarse_to_fine.sample(
@@ -279,13 +265,6 @@ class MipNeRF(MethodBase):
         """(N, 3) scene points -> (N,) density of the NeRF field at points (zero-size frusta)."""
         zeros = torch.zeros_like(xyz)
         return self.field.density(self._normalise(xyz, zeros, zeros[:, 0]))
-
-
-def _packed(t_edges: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(R, S+1) edges -> packed (R*S,) starts, ends and ray indices."""
-    n_rays, n_samples = t_edges.shape[0], t_edges.shape[1] - 1
-    ray_indices = torch.arange(n_rays, device=t_edges.device).repeat_interleave(n_samples)
-    return t_edges[:, :-1].reshape(-1), t_edges[:, 1:].reshape(-1), ray_indices
 
 
 __all__ = ["MipNeRF", "Shaded", "build_field"]

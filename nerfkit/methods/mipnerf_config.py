@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from nerfkit.core.errors import NerfkitError
-from nerfkit.core.settings import Settings, apply_overrides, auto_field, flat_dict, is_auto
+from nerfkit.core.settings import Settings, apply_overrides, auto_field, is_auto, left_at_defaults
 from nerfkit.fields.options import FieldHeadOptions, HashGridOptions, MipMLPOptions
 from nerfkit.render.appearance_options import AppearanceOptions
-from nerfkit.render.estimators.options import OccupancyOptions
+from nerfkit.render.estimators.options import OccupancyOptions, ProposalOptions
 
 
 UNBOUNDED_HASH: dict[str, int | float] = {"log2_table_size": 18, "max_resolution": 2048, "lr_final_factor": 0.1}
@@ -44,9 +44,10 @@ class MipNeRFConfig(Settings):
         rays_per_batch: rays per step (the papers use 4096 / 16384; occupancy: the first batch's).
         near, far: sample distances in scene units (objects: the box clips the rays further).
         coarse_samples, fine_samples, coarse_loss_weight, resample_padding: Mip-NeRF's two passes.
-        proposal_levels, proposal_samples, nerf_samples, interlevel_weight, distortion_weight,
-        proposal_backbone, proposal_mlp_depth, proposal_mlp_width, proposal_n_levels,
-        proposal_log2_table_size, proposal_max_resolution: Mip-NeRF 360's proposal sampling.
+        proposal: Mip-NeRF 360's proposal sampling (``proposal_levels``, ``proposal_samples``,
+            ``nerf_samples``, the loss weights and the proposal hash grid's sizes;
+            :class:`~nerfkit.render.estimators.options.ProposalOptions`); ``proposal_backbone``,
+            ``proposal_mlp_depth``, ``proposal_mlp_width``: the proposal fields' backbone.
         lr: Adam's learning rate; ``auto``: 5e-4 for the MLP backbone (the paper), 1e-2 for hash.
             Warm-up over ``lr_warmup_steps``, then log-linear decay to ``lr * lr_final_factor``.
         weight_decay: on the MLPs only.
@@ -64,18 +65,11 @@ class MipNeRFConfig(Settings):
     fine_samples: int = 128
     coarse_loss_weight: float = 0.1
     resample_padding: float = 0.01
-    # Mip-NeRF 360: proposal sampling
-    proposal_levels: int = 2
-    proposal_samples: int = 64
-    nerf_samples: int = 32
-    interlevel_weight: float = 1.0
-    distortion_weight: float = 0.01
+    # Mip-NeRF 360: proposal sampling (shared with ngp), the proposal fields' backbone
+    proposal: ProposalOptions = field(default_factory=ProposalOptions)
     proposal_backbone: Literal["hash", "mlp"] = "hash"
     proposal_mlp_depth: int = 4
     proposal_mlp_width: int = 256
-    proposal_n_levels: int = 5
-    proposal_log2_table_size: int = 17
-    proposal_max_resolution: int = 128
     # occupancy: instant-ngp's grid (shared with ngp), frusta of one marching step each
     occupancy: OccupancyOptions = field(default_factory=OccupancyOptions)
     # the fields
@@ -92,11 +86,8 @@ class MipNeRFConfig(Settings):
     image_appearance: AppearanceOptions = field(default_factory=AppearanceOptions.for_rays)
 
     def validate(self) -> None:
-        if min(self.coarse_samples, self.fine_samples, self.proposal_samples, self.nerf_samples,
-               self.rays_per_batch, self.render_chunk) < 1:
+        if min(self.coarse_samples, self.fine_samples, self.rays_per_batch, self.render_chunk) < 1:
             raise NerfkitError("mipnerf sample counts, rays_per_batch and render_chunk must be at least 1")
-        if self.proposal_levels < 1:
-            raise NerfkitError(f"mipnerf proposal_levels must be at least 1, got {self.proposal_levels}")
         if not 0 < self.near < self.far:
             raise NerfkitError(f"mipnerf needs 0 < near < far, got near={self.near}, far={self.far}")
 
@@ -114,8 +105,7 @@ class MipNeRFConfig(Settings):
         sampler = "proposal" if unbounded else ("occupancy" if self.backbone == "hash" else "coarse_to_fine")
         values: dict[str, object] = {"sampler": sampler}
         if unbounded and self.backbone == "hash":
-            current, defaults = flat_dict(self), flat_dict(MipNeRFConfig())
-            values.update({key: value for key, value in UNBOUNDED_HASH.items() if current[key] == defaults[key]})
+            values.update(left_at_defaults(self, UNBOUNDED_HASH))
         return apply_overrides(self, values, "mipnerf sampler")
 
     def learning_rate(self) -> float:
@@ -129,9 +119,3 @@ class MipNeRFConfig(Settings):
         skip = self.mlp.skip_layer if self.mlp.skip_layer <= self.proposal_mlp_depth else 0
         return MipMLPOptions(**{**vars(self.mlp), "mlp_depth": self.proposal_mlp_depth,
                                 "mlp_width": self.proposal_mlp_width, "skip_layer": skip})
-
-    def proposal_hash_grid(self) -> HashGridOptions:
-        """The hash grid of a proposal field: the field's, with the proposal sizes."""
-        return HashGridOptions(**{**vars(self.hash_grid), "n_levels": self.proposal_n_levels,
-                                  "log2_table_size": self.proposal_log2_table_size,
-                                  "max_resolution": self.proposal_max_resolution})

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from nerfkit.core.errors import NerfkitError
-from nerfkit.core.settings import Settings, apply_overrides, flat_dict
+from nerfkit.core.settings import Settings, apply_overrides, left_at_defaults
 from nerfkit.fields.options import HashGridOptions, SDFNetworkOptions
 from nerfkit.render.appearance_options import AppearanceOptions
 from nerfkit.render.estimators.options import OccupancyOptions
@@ -89,6 +89,5 @@ class NeuSConfig(Settings):
         name = self.profile if self.profile != "auto" else ("gpu" if device_type == "cuda" else "cpu")
         if name == "cpu":
             return apply_overrides(self, {"profile": "cpu"}, "neus profile")
-        current, defaults = flat_dict(self), flat_dict(NeuSConfig())
-        values = {key: value for key, value in NEUS_PROFILES["gpu"].items() if current[key] == defaults[key]}
+        values = left_at_defaults(self, NEUS_PROFILES["gpu"])
         return apply_overrides(self, {"profile": "gpu", **values}, "neus profile")

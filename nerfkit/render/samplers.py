@@ -14,6 +14,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from nerfkit.ops import ray_aabb_intersect
+
 SpacingFn = Callable[[Tensor], Tensor]
 
 
@@ -183,3 +185,28 @@ def resample_edges(edges: Tensor, weights: Tensor, n_bins: int, *, jitter: bool,
     lo, hi = edges[..., :1], edges[..., -1:]
     new = torch.minimum(torch.maximum(new, lo), hi)
     return torch.cat([lo, new[..., 1:-1], hi], dim=-1)
+
+
+def ray_bounds(origins: Tensor, directions: Tensor, aabb: Tensor, near: float, far: float,
+               unbounded: bool) -> tuple[Tensor, Tensor]:
+    """(R,) near and far distances of (R, 3) rays for a sampler that spans [near, far].
+
+    Unbounded scenes: ``near`` .. ``far`` (scene units) for every ray. Objects: the (2, 3) box
+    ``aabb`` clips the rays (never closer than ``near``); a ray that misses it gets an empty interval.
+    """
+    n = origins.shape[0]
+    near_t = torch.full((n,), near, device=origins.device)
+    if unbounded:
+        return near_t, torch.full((n,), far, device=origins.device)
+    t_near, t_far = ray_aabb_intersect(origins, directions, aabb)
+    hit = torch.isfinite(t_near)
+    lower = torch.where(hit, torch.maximum(t_near, near_t), near_t)
+    upper = torch.where(hit, torch.maximum(t_far, near_t), near_t)
+    return lower, upper
+
+
+def packed_intervals(t_edges: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(R, S+1) sorted edges -> packed t_starts, t_ends and int64 ray_indices, each (R*S,)."""
+    n_rays, n_samples = t_edges.shape[0], t_edges.shape[1] - 1
+    ray_indices = torch.arange(n_rays, device=t_edges.device).repeat_interleave(n_samples)
+    return t_edges[:, :-1].reshape(-1), t_edges[:, 1:].reshape(-1), ray_indices

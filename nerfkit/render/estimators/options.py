@@ -63,3 +63,34 @@ class OccupancyOptions(Settings):
     def cone(self, unbounded: bool) -> float:
         """The cone angle: as set, or 1/256 for unbounded scenes and 0 for objects."""
         return (1.0 / 256.0 if unbounded else 0.0) if is_auto(self.cone_angle) else float(self.cone_angle)
+
+
+@dataclass
+class ProposalOptions(Settings):
+    """Mip-NeRF 360's proposal sampling (:mod:`nerfkit.render.estimators.proposal`), shared by
+    mipnerf and ngp: ``proposal_levels`` small density fields, each shaded on
+    ``proposal_samples`` intervals per ray and resampled level by level, then ``nerf_samples``
+    intervals of the method's field; the interlevel and distortion losses at these weights.
+
+    ``proposal_n_levels``, ``proposal_log2_table_size``, ``proposal_max_resolution``: the hash grid of
+    a proposal field (the method's own grid with these sizes).
+    """
+
+    proposal_levels: int = 2
+    proposal_samples: int = 64
+    nerf_samples: int = 32
+    interlevel_weight: float = 1.0
+    distortion_weight: float = 0.01
+    proposal_n_levels: int = 5
+    proposal_log2_table_size: int = 17
+    proposal_max_resolution: int = 128
+
+    def validate(self) -> None:
+        if min(self.proposal_samples, self.nerf_samples) < 1:
+            raise NerfkitError(f"proposal_samples and nerf_samples must be at least 1, got "
+                               f"{self.proposal_samples} and {self.nerf_samples}")
+        if self.proposal_levels < 1:
+            raise NerfkitError(f"proposal_levels must be at least 1, got {self.proposal_levels}")
+        if min(self.proposal_n_levels, self.proposal_log2_table_size, self.proposal_max_resolution) < 1:
+            raise NerfkitError("proposal_n_levels, proposal_log2_table_size and proposal_max_resolution "
+                               "must be at least 1")

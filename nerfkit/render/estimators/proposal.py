@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from nerfkit.render.estimators.options import ProposalOptions
 from nerfkit.render.losses import distortion_loss, interlevel_loss
 from nerfkit.render.samplers import resample_edges, uniform_edges
 
@@ -42,6 +43,11 @@ class ProposalSampler:
     nerf_samples: int = 32
     interlevel_weight: float = 1.0
     distortion_weight: float = 0.01
+
+    @classmethod
+    def from_options(cls, options: ProposalOptions) -> "ProposalSampler":
+        return cls(options.proposal_samples, options.nerf_samples, options.interlevel_weight,
+                   options.distortion_weight)
 
     def sample(self, n_rays: int, proposals: Sequence[ProposalWeightsFn], jitter: bool,
                device: torch.device | str) -> ProposalPlan:
