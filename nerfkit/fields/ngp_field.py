@@ -46,18 +46,20 @@ class NGPField(nn.Module):
     Args:
         aabb: (2, 3) scene box; unbounded: contract space outside it.
         hash_grid: the encoding's options; heads: the MLPs' options.
+        density_only: no colour head (a proposal field: only :meth:`density`).
     """
 
     def __init__(self, aabb: Tensor, unbounded: bool, hash_grid: HashGridOptions,
-                 heads: FieldHeadOptions) -> None:
+                 heads: FieldHeadOptions, density_only: bool = False) -> None:
         super().__init__()
         self.register_buffer("aabb", aabb.clone().float())
         self.unbounded = unbounded
         self.encoding = make_hash_grid(hash_grid)
-        self.density_net = mlp(self.encoding.out_dim, heads.hidden_dim, 1 + heads.geo_feat_dim, 1)
+        geo_feat_dim = 0 if density_only else heads.geo_feat_dim
+        self.density_net = mlp(self.encoding.out_dim, heads.hidden_dim, 1 + geo_feat_dim, 1)
         self.sh_degree = heads.sh_degree
-        self.color_net = mlp(heads.sh_degree ** 2 + heads.geo_feat_dim, heads.hidden_dim, 3,
-                             heads.color_hidden_layers)
+        self.color_net = None if density_only else mlp(heads.sh_degree ** 2 + geo_feat_dim, heads.hidden_dim, 3,
+                                                       heads.color_hidden_layers)
 
     def _geometry(self, x: Tensor) -> tuple[Tensor, Tensor]:
         unit = to_unit_cube(x, self.aabb, self.unbounded)
@@ -72,6 +74,8 @@ class NGPField(nn.Module):
 
     def forward(self, x: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
         """(N, 3) points and (N, 3) unit directions -> density (N,) and colour (N, 3) in [0, 1]."""
+        if self.color_net is None:
+            raise ValueError("a density-only NGPField has no colour: call density()")
         sigma, geo = self._geometry(x)
         rgb = torch.sigmoid(self.color_net(torch.cat([sh_encode(directions, self.sh_degree), geo], -1)))
         return sigma, rgb
