@@ -13,7 +13,7 @@ import argparse
 import torch
 
 from nerfkit.data.cameras import generate_rays, image_pixels
-from nerfkit.ops import march_rays, ray_aabb_intersect, render_weights
+from nerfkit.ops import render_weights
 from nerfkit.runs.session import open_run
 
 
@@ -35,10 +35,8 @@ def main() -> None:
     origins, directions = generate_rays(camera, torch.zeros(pixels.shape[0], dtype=torch.int64), pixels)
     n = origins.shape[0]
     with torch.no_grad():
-        t_near, t_far = ray_aabb_intersect(origins, directions, grid.outer_aabb)
-        rays, starts, ends = march_rays(origins, directions, t_near.clamp(min=method.config.near), t_far,
-                                        grid.binary, grid.aabb, method.step_size, method.cone_angle,
-                                        method.config.occupancy.max_samples_per_ray)
+        rays, starts, ends = grid.sample(origins, directions, method.config.near, method.step_size,
+                                         method.cone_angle, method.config.occupancy.max_samples_per_ray)
         points = origins[rays] + directions[rays] * ((starts + ends) * 0.5).unsqueeze(-1)
         sigmas = method.field.density(points)
         weights, transmittance = render_weights(sigmas, starts, ends, rays, n)

@@ -45,8 +45,6 @@ class NGP(MethodBase):
         self.field = NGPField(scene.aabb, scene.unbounded, config.hash_grid, config.heads)
         if self.sampler == "occupancy":
             self.grid = OccupancyGrid(scene.aabb, occupancy.grid_resolution, occupancy.cascades(scene.unbounded))
-        else:
-            self.register_buffer("aabb", scene.aabb.clone().float())
         proposal_grid = config.hash_grid.for_proposals(config.proposal)
         levels = config.proposal.proposal_levels if self.sampler == "proposal" else 0
         self.proposals = nn.ModuleList([NGPField(scene.aabb, scene.unbounded, proposal_grid, config.heads,
@@ -102,8 +100,7 @@ class NGP(MethodBase):
         else:
             plan = self._propose(origins, directions)
             t_starts, t_ends, ray_indices = packed_intervals(plan.t_edges)
-        mids = ((t_starts + t_ends) * 0.5).unsqueeze(-1)
-        points = origins[ray_indices] + directions[ray_indices] * mids
+        points = _midpoints(origins, directions, t_starts, t_ends, ray_indices)
         if torch.is_grad_enabled():          # training: the batch bounds the sample count
             sigmas, rgbs = self.field(points, directions[ray_indices])
         else:                                # rendering: bound the encoder's temporaries
@@ -125,9 +122,8 @@ class NGP(MethodBase):
     def _march(self, origins: Tensor, directions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Occupancy sampler: packed ray_indices, t_starts, t_ends (S,) of the occupied cells."""
         def sample_density(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
-            mids = (t_starts + t_ends).unsqueeze(-1) * 0.5
-            points = origins[ray_indices] + directions[ray_indices] * mids
-            return torch.cat([self.field.density(part) for part in self._query_chunks(points)])
+            return self._density_in_chunks(self.field, _midpoints(origins, directions, t_starts, t_ends,
+                                                                  ray_indices))
 
         occupancy = self.config.occupancy
         use_cull = occupancy.early_stop_eps > 0
@@ -137,7 +133,8 @@ class NGP(MethodBase):
 
     def _propose(self, origins: Tensor, directions: Tensor) -> "_Proposed":
         """Proposal sampler: the plan (jittered while training) and its final (R, S+1) distances."""
-        near, far = ray_bounds(origins, directions, self.aabb, self.config.near, self.config.far, self.unbounded)
+        near, far = ray_bounds(origins, directions, self.field.aabb, self.config.near, self.config.far,
+                               self.unbounded)
         spacing = "contracted" if self.unbounded else "linear"
 
         def distances(s_edges: Tensor) -> Tensor:
@@ -146,9 +143,8 @@ class NGP(MethodBase):
         def weights_of(field: NGPField) -> Callable[[Tensor], Tensor]:
             def weights(s_edges: Tensor) -> Tensor:
                 t_starts, t_ends, ray_indices = packed_intervals(distances(s_edges))
-                mids = ((t_starts + t_ends) * 0.5).unsqueeze(-1)
-                points = origins[ray_indices] + directions[ray_indices] * mids
-                sigmas = torch.cat([field.density(part) for part in self._query_chunks(points)])
+                points = _midpoints(origins, directions, t_starts, t_ends, ray_indices)
+                sigmas = self._density_in_chunks(field, points)
                 w, _ = render_weights(sigmas, t_starts, t_ends, ray_indices, origins.shape[0])
                 return w.view(origins.shape[0], -1)
             return weights
@@ -156,6 +152,10 @@ class NGP(MethodBase):
         plan = self.proposal_sampler.sample(origins.shape[0], [weights_of(f) for f in self.proposals],
                                             jitter=self.training, device=origins.device)
         return _Proposed(plan, distances(plan.s_edges))
+
+    def _density_in_chunks(self, field: NGPField, points: Tensor) -> Tensor:
+        """(S, 3) points -> (S,) density of ``field``, queried in chunks of ``max_points_per_query``."""
+        return torch.cat([field.density(part) for part in self._query_chunks(points)])
 
     def _query_chunks(self, values: Tensor) -> tuple[Tensor, ...]:
         """Split (S, ...) along S into chunks of at most ``max_points_per_query`` (at least one)."""
@@ -203,3 +203,9 @@ class _Proposed(NamedTuple):
     plan: ProposalPlan
     t_edges: Tensor          # (R, S+1) distances of the final samples' edges
 
+
+def _midpoints(origins: Tensor, directions: Tensor, t_starts: Tensor, t_ends: Tensor,
+               ray_indices: Tensor) -> Tensor:
+    """(S, 3) scene points halfway along the packed intervals (S,) of rays ``ray_indices``."""
+    mids = ((t_starts + t_ends) * 0.5).unsqueeze(-1)
+    return origins[ray_indices] + directions[ray_indices] * mids

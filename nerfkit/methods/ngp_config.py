@@ -63,4 +63,3 @@ class NGPConfig(Settings):
     def validate(self) -> None:
         if not 0 < self.near < self.far:
             raise NerfkitError(f"ngp needs 0 < near < far, got near={self.near}, far={self.far}")
-
