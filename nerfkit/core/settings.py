@@ -43,6 +43,7 @@ from nerfkit.core.errors import NerfkitError
 
 AUTO = "auto"
 LEGACY_AUTO = "nerfkit_legacy_auto"     # field metadata key: the value that meant "auto" before
+ABSENT = "nerfkit_absent"                # field metadata key: what a saved run without the key used
 T = TypeVar("T", bound="Settings")
 
 
@@ -76,9 +77,11 @@ class Settings:
         return apply_overrides(self, values, type(self).__name__)
 
 
-def auto_field(legacy: Any = None) -> Any:
-    """A field defaulting to ``"auto"``; ``legacy`` is the number earlier files wrote for it."""
-    return field(default=AUTO, metadata={LEGACY_AUTO: legacy} if legacy is not None else {})
+def auto_field(legacy: Any = None, absent: Any = None) -> Any:
+    """A field defaulting to ``"auto"``; ``legacy`` is the number earlier files wrote for it, and
+    ``absent`` the value that runs saved before the setting existed used (see :func:`fill_absent`)."""
+    metadata = {key: value for key, value in ((LEGACY_AUTO, legacy), (ABSENT, absent)) if value is not None}
+    return field(default=AUTO, metadata=metadata)
 
 
 def is_auto(value: Any) -> bool:
@@ -116,6 +119,24 @@ def leaf_paths(cls: type) -> dict[str, tuple[str, ...]]:
                                 f"({'.'.join(paths[name])} and {'.'.join(path)})")
             paths[name] = path
     return paths
+
+
+def fill_absent(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved run's flat ``values`` with the settings it predates filled in as it trained.
+
+    A setting whose default became ``auto`` after runs were saved without it (``auto_field(absent=)``)
+    would otherwise resolve, on loading, to what a new run picks rather than what the old run used.
+    Only for ``config.yaml`` of runs: presets and the command line leave absent settings at ``auto``.
+    """
+    filled = dict(values)
+    for name, path in leaf_paths(cls).items():
+        owner = cls
+        for attribute in path[:-1]:
+            owner = _hints(owner)[attribute]
+        item = next(f for f in dataclasses.fields(owner) if f.name == path[-1])
+        if ABSENT in item.metadata and name not in filled:
+            filled[name] = item.metadata[ABSENT]
+    return filled
 
 
 def setting_names(cls: type) -> list[str]:
@@ -256,5 +277,5 @@ def _same_number(value: Any, reference: Any) -> bool:
         return False
 
 
-__all__ = ["AUTO", "Settings", "apply_overrides", "auto_field", "coerce", "flat_dict", "is_auto",
+__all__ = ["AUTO", "Settings", "apply_overrides", "auto_field", "coerce", "fill_absent", "flat_dict", "is_auto",
            "leaf_paths", "setting_names"]

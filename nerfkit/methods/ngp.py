@@ -1,13 +1,13 @@
 """Instant-NGP (Mueller, Evans, Schied, Keller 2022): hash-grid field + occupancy-grid ray marching.
 
-Per step (``sampler: occupancy``): refresh the occupancy grid every few steps; march rays through
+Per step (``sampler: occupancy``, the default on objects): refresh the occupancy grid every few steps; march rays through
 occupied cells (dropping samples behind opaque ones); query the field; composite on the batch's
 background; MSE to the target. The number of rays per batch adapts so that each step sees about
 ``target_samples`` samples.
 
-``sampler: proposal`` picks the samples with Mip-NeRF 360's proposal fields instead (small
-density-only hash fields; ``render/estimators/proposal.py``, the estimator mipnerf uses) and adds
-their interlevel and distortion losses.
+``sampler: proposal`` (the default on unbounded captures) picks the samples with Mip-NeRF 360's
+proposal fields instead (small density-only hash fields; ``render/estimators/proposal.py``, the
+estimator mipnerf uses) and adds their interlevel and distortion losses.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class NGP(MethodBase):
 
     def __init__(self, config: NGPConfig, scene: SceneInfo) -> None:
         super().__init__()
+        config = config.resolve_scene(scene.unbounded)          # sampler: auto (no-op once resolved)
         self.config = config
         self.unbounded = scene.unbounded
         self.sampler = config.sampler
@@ -70,8 +71,11 @@ class NGP(MethodBase):
         ]
 
     def lr_factor(self, step: int, progress: float) -> float:
-        """Linear warm-up, then x0.33 at 50%, 75% and 90% of training."""
+        """Linear warm-up, then ``lr_decay``: x0.33 at 50 %, 75 % and 90 % of training (``steps``) or
+        log-linear to ``lr_final_factor`` (``log_linear``)."""
         warmup = min(1.0, (step + 1) / max(self.config.lr_warmup_steps, 1))
+        if self.config.lr_decay == "log_linear":
+            return warmup * self.config.lr_final_factor ** min(max(progress, 0.0), 1.0)
         return warmup * 0.33 ** sum(progress >= m for m in (0.5, 0.75, 0.9))
 
     def before_step(self, step: int, progress: float) -> None:

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from nerfkit.core.errors import NerfkitError
-from nerfkit.core.settings import Settings, apply_overrides, auto_field, flat_dict, is_auto, setting_names
+from nerfkit.core.settings import Settings, apply_overrides, auto_field, fill_absent, flat_dict, is_auto, setting_names
 from nerfkit.data.appearance import resolve_appearance_mode
 from nerfkit.methods.ngp_config import NGPConfig
 from nerfkit.methods.registry import method_spec
@@ -129,15 +129,19 @@ class RunConfig:
         return {"train": flat_dict(self.train), "method": flat_dict(self.method)}
 
     @staticmethod
-    def from_dict(data: Mapping[str, Any], source: str) -> "RunConfig":
-        """Read ``{train: {...}, method: {...}}`` (a ``config.yaml`` or merged settings)."""
+    def from_dict(data: Mapping[str, Any], source: str, saved_run: bool = False) -> "RunConfig":
+        """Read ``{train: {...}, method: {...}}`` (a ``config.yaml`` or merged settings);
+        ``saved_run``: a run's ``config.yaml``, whose missing settings predate it (``fill_absent``)."""
         for section in ("train", "method"):
             if not isinstance(data.get(section, {}), dict):
                 raise NerfkitError(f"{source}: '{section}' must be a mapping of settings, got "
                                    f"{type(data[section]).__name__}")
         train = apply_overrides(TrainConfig(), data.get("train", {}), source)
-        method = apply_overrides(method_spec(train.method).config(), data.get("method", {}), source)
-        return RunConfig(train, method)
+        defaults = method_spec(train.method).config()
+        values = data.get("method", {})
+        if saved_run:
+            values = fill_absent(type(defaults), values)
+        return RunConfig(train, apply_overrides(defaults, values, source))
 
     def resolved(self, scene: Scene | None = None) -> "RunConfig":
         """The same run with the method's device-dependent ``auto`` values filled in, and with a

@@ -121,7 +121,7 @@ def check_lenses(method: str, scene: Scene) -> None:
 def read_run_config(run: RunFolder | Path) -> RunConfig:
     """The run's config.yaml; a run always names the scene it was trained on."""
     path = RunFolder(run).config_file
-    config = RunConfig.from_dict(read_yaml(path), str(path))
+    config = RunConfig.from_dict(read_yaml(path), str(path), saved_run=True)
     if not config.train.scene:
         raise NerfkitError(f"'{path}' names no scene (train: scene: is empty): expected the scene "
                            "folder the run was trained on")

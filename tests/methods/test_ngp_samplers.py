@@ -1,5 +1,5 @@
-"""ngp's two estimators: instant-ngp's occupancy grid (the default) and Mip-NeRF 360's proposal fields
-(``sampler=proposal``: 32 samples per ray where the grid stays half full on a capture's photos)."""
+"""ngp's two estimators: instant-ngp's occupancy grid (the default on objects) and Mip-NeRF 360's
+proposal fields (the default on captures: 32 samples per ray where the grid stays half full)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from tiny_run import TINY_NGP, tiny_train_args
 from nerfkit.cli import main
 from nerfkit.core.errors import NerfkitError
-from nerfkit.core.settings import apply_overrides
+from nerfkit.core.settings import apply_overrides, flat_dict
 from nerfkit.data.inputs import RayBatch, SceneInfo
 from nerfkit.methods.ngp import NGP
 from nerfkit.methods.ngp_config import NGPConfig
@@ -37,17 +37,43 @@ def _rays(n: int, seed: int = 0) -> RayBatch:
                     torch.zeros(n, dtype=torch.int64))
 
 
-def test_the_occupancy_grid_is_the_default_on_every_kind_of_scene():
-    # proposals were measured worse on a room seen from inside (BENCHMARKS.md), so no scene kind
-    # switches them on; a run from before the setting (no key in config.yaml) is an occupancy run
-    for scene in (OBJECT, UNBOUNDED):
-        method = NGP(NGPConfig(), scene)
-        assert method.sampler == "occupancy" and hasattr(method, "grid") and len(method.proposals) == 0
-    assert NGPConfig().resolve_scene(True).sampler == "occupancy"
+def test_auto_picks_the_grid_on_objects_and_proposals_with_their_profile_on_captures():
+    assert NGPConfig().sampler == "auto"
+    method = NGP(NGPConfig(), OBJECT)
+    assert method.sampler == "occupancy" and hasattr(method, "grid") and len(method.proposals) == 0
+    assert flat_dict(method.config)["log2_table_size"] == 17 and method.config.lr_decay == "steps"
+    method = NGP(NGPConfig(), UNBOUNDED)
+    assert method.sampler == "proposal" and len(method.proposals) == 2 and not hasattr(method, "grid")
+    resolved = flat_dict(NGPConfig().resolve_scene(True))
+    assert [resolved[key] for key in ("sampler", "log2_table_size", "max_resolution", "lr_warmup_steps",
+                                      "weight_decay", "lr_decay")] == ["proposal", 18, 2048, 20, 0.0, "log_linear"]
+    # the profile never undoes a setting the user (or a preset) chose, and an explicit sampler stays
+    mine = flat_dict(NGPConfig().updated(max_resolution=1024).resolve_scene(True))
+    assert mine["max_resolution"] == 1024 and mine["log2_table_size"] == 18
+    assert NGPConfig().updated(sampler="occupancy").resolve_scene(True) == NGPConfig().updated(sampler="occupancy")
     with pytest.raises(NerfkitError, match="near < far"):
         NGPConfig().updated(near=2.0, far=1.0)
-    with pytest.raises(NerfkitError, match="sampler"):
-        NGPConfig().updated(sampler="auto")
+    with pytest.raises(NerfkitError, match="lr_final_factor"):
+        NGPConfig().updated(lr_final_factor=0.0)
+
+
+def test_learning_rate_schedules_steps_and_log_linear():
+    steps = NGP(NGPConfig().updated(sampler="occupancy"), OBJECT)
+    assert steps.lr_factor(0, 0.0) == pytest.approx(1 / 100)                      # warm-up
+    assert [steps.lr_factor(500, p) for p in (0.4, 0.6, 0.8, 0.95)] == pytest.approx(
+        [1.0, 0.33, 0.33 ** 2, 0.33 ** 3])
+    smooth = NGP(NGPConfig(), UNBOUNDED)                                          # the capture profile
+    assert smooth.lr_factor(0, 0.0) == pytest.approx(1 / 20)
+    assert [smooth.lr_factor(500, p) for p in (0.0, 0.5, 1.0)] == pytest.approx([1.0, 0.1 ** 0.5, 0.1])
+
+
+def test_a_run_saved_before_sampler_auto_loads_as_the_occupancy_run_it_was(tmp_path):
+    from nerfkit.runs.config import RunConfig
+    saved = {"train": {"method": "ngp", "scene": "x"}, "method": {"log2_table_size": 17}}
+    old = RunConfig.from_dict(saved, "config.yaml", saved_run=True).method
+    assert old.sampler == "occupancy" and old.resolve_scene(True).sampler == "occupancy"
+    new = RunConfig.from_dict(saved, "a preset").method              # presets leave it to auto
+    assert new.sampler == "auto" and new.resolve_scene(True).sampler == "proposal"
 
 
 def test_proposal_sampler_trains_the_proposals_with_the_interlevel_loss():
