@@ -114,6 +114,17 @@ class MethodBase(nn.Module):
         return None
 
 
+def linear_warmup(step: int, warmup_steps: int) -> float:
+    """A learning-rate factor rising linearly from 1 / ``warmup_steps`` at step 0 to 1."""
+    return min(1.0, (step + 1) / max(warmup_steps, 1))
+
+
+def warmup_then_log_linear(step: int, progress: float, warmup_steps: int, final_factor: float) -> float:
+    """A learning-rate factor: :func:`linear_warmup`, times a log-linear decay from 1 at the start of
+    training to ``final_factor`` at its end (``progress`` in [0, 1], clamped)."""
+    return linear_warmup(step, warmup_steps) * final_factor ** min(max(progress, 0.0), 1.0)
+
+
 def render_in_chunks(camera: Cameras, chunk: int, device: torch.device | str,
                      shade: Callable[[Tensor, Tensor, Tensor], dict[str, Tensor]]) -> dict[str, Tensor]:
     """Render camera 0 of ``camera`` at its size, ``chunk`` rays at a time.

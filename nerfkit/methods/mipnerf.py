@@ -30,7 +30,7 @@ from nerfkit.data.cameras import Cameras, pixel_footprint_radii
 from nerfkit.data.inputs import BatchRequest, RayBatch, SceneInfo
 from nerfkit.fields.mip import conical_frustum_moments, lift_gaussian
 from nerfkit.fields.mip_field import Frusta, MipHashField, MipMLPField
-from nerfkit.methods.base import MethodBase, render_in_chunks
+from nerfkit.methods.base import MethodBase, render_in_chunks, warmup_then_log_linear
 from nerfkit.methods.mipnerf_config import MipNeRFConfig
 from nerfkit.ops import composite, render_weights
 from nerfkit.ops.compositing import median_depth
@@ -120,8 +120,7 @@ class MipNeRF(MethodBase):
 
     def lr_factor(self, step: int, progress: float) -> float:
         """Linear warm-up, then log-linear decay to ``lr_final_factor`` (Mip-NeRF's schedule)."""
-        warmup = min(1.0, (step + 1) / max(self.config.lr_warmup_steps, 1))
-        return warmup * self.config.lr_final_factor ** min(max(progress, 0.0), 1.0)
+        return warmup_then_log_linear(step, progress, self.config.lr_warmup_steps, self.config.lr_final_factor)
 
     def before_step(self, step: int, progress: float) -> None:
         """Occupancy sampler: refresh the grid from the field's point densities every few steps."""

@@ -29,7 +29,7 @@ from nerfkit.data.inputs import BatchRequest, RayBatch, SceneInfo
 from nerfkit.fields.ngp_field import NGPField
 from nerfkit.fields.options import FieldHeadOptions, HashGridOptions
 from nerfkit.fields.sdf_field import SDFField
-from nerfkit.methods.base import MethodBase, render_in_chunks
+from nerfkit.methods.base import MethodBase, render_in_chunks, warmup_then_log_linear
 from nerfkit.methods.neus_config import NeuSConfig
 from nerfkit.ops import composite, ray_aabb_intersect
 from nerfkit.ops.compositing import median_depth
@@ -90,8 +90,7 @@ class NeuS(MethodBase):
 
     def lr_factor(self, step: int, progress: float) -> float:
         """Linear warm-up, then exponential decay to ``lr_final_factor`` (instant-nsr-pl's schedule)."""
-        warmup = min(1.0, (step + 1) / max(self.config.lr_warmup_steps, 1))
-        return warmup * self.config.lr_final_factor ** min(max(progress, 0.0), 1.0)
+        return warmup_then_log_linear(step, progress, self.config.lr_warmup_steps, self.config.lr_final_factor)
 
     def before_step(self, step: int, progress: float) -> None:
         c = self.config

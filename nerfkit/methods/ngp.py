@@ -1,8 +1,8 @@
 """Instant-NGP (Mueller, Evans, Schied, Keller 2022): hash-grid field + occupancy-grid ray marching.
 
-Per step (``sampler: occupancy``, the default on objects): refresh the occupancy grid every few steps; march rays through
-occupied cells (dropping samples behind opaque ones); query the field; composite on the batch's
-background; MSE to the target. The number of rays per batch adapts so that each step sees about
+Per step (``sampler: occupancy``, the default on objects): refresh the occupancy grid every few
+steps; march rays through occupied cells (dropping samples behind opaque ones); query the field;
+composite on the batch's background; MSE to the target. The number of rays per batch adapts so that each step sees about
 ``target_samples`` samples.
 
 ``sampler: proposal`` (the default on unbounded captures) picks the samples with Mip-NeRF 360's
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from nerfkit.data.cameras import Cameras
 from nerfkit.data.inputs import BatchRequest, RayBatch, SceneInfo
 from nerfkit.fields.ngp_field import NGPField
-from nerfkit.methods.base import MethodBase, render_in_chunks
+from nerfkit.methods.base import MethodBase, linear_warmup, render_in_chunks, warmup_then_log_linear
 from nerfkit.methods.ngp_config import NGPConfig
 from nerfkit.ops import composite, render_weights
 from nerfkit.ops.compositing import median_depth
@@ -73,10 +73,10 @@ class NGP(MethodBase):
     def lr_factor(self, step: int, progress: float) -> float:
         """Linear warm-up, then ``lr_decay``: x0.33 at 50 %, 75 % and 90 % of training (``steps``) or
         log-linear to ``lr_final_factor`` (``log_linear``)."""
-        warmup = min(1.0, (step + 1) / max(self.config.lr_warmup_steps, 1))
-        if self.config.lr_decay == "log_linear":
-            return warmup * self.config.lr_final_factor ** min(max(progress, 0.0), 1.0)
-        return warmup * 0.33 ** sum(progress >= m for m in (0.5, 0.75, 0.9))
+        config = self.config
+        if config.lr_decay == "log_linear":
+            return warmup_then_log_linear(step, progress, config.lr_warmup_steps, config.lr_final_factor)
+        return linear_warmup(step, config.lr_warmup_steps) * 0.33 ** sum(progress >= m for m in (0.5, 0.75, 0.9))
 
     def before_step(self, step: int, progress: float) -> None:
         occupancy = self.config.occupancy

@@ -17,7 +17,8 @@ import torch
 import yaml
 
 from nerfkit.core.errors import NerfkitError
-from nerfkit.core.settings import Settings, apply_overrides, auto_field, fill_absent, flat_dict, is_auto, setting_names
+from nerfkit.core.settings import (Settings, apply_overrides, auto_field, fill_absent, flat_dict, is_auto,
+                                   setting_names)
 from nerfkit.data.appearance import resolve_appearance_mode
 from nerfkit.methods.ngp_config import NGPConfig
 from nerfkit.methods.registry import method_spec
