@@ -5,7 +5,8 @@
 #
 # On a fresh GPU machine with only torch (and nvcc) it, in under 8 minutes:
 #   1. builds the CUDA extension (nerfkit_cuda) and the CPU one,
-#   2. runs the CUDA parity tests (tests marked `cuda`) with CUDA_LAUNCH_BLOCKING=1,
+#   2. runs the CUDA parity tests (tests marked `cuda`) with CUDA_LAUNCH_BLOCKING=1, and the check
+#      that gsplat and the CPU rasterizer agree on a distorted capture (tests/methods, marked `cuda`),
 #   3. benchmarks the kernels against their twins (and nerfacc when it imports and builds),
 #   4. trains ngp and splat on object-a for a fixed time with native CUDA on,
 # and writes every figure to OUT_DIR (one file per step, plus summary.txt with each step's exit code
@@ -44,6 +45,8 @@ step build 200 python3 -c "from nerfkit.ops import _native_build as b; b.build('
 b.build('cpu'); print('built')"
 step parity 150 env CUDA_LAUNCH_BLOCKING=1 NERFKIT_NATIVE=1 python3 -m pytest -q -m cuda -p no:cacheprovider \
     tests/ops tests/render
+step lens 150 env NERFKIT_NATIVE=1 python3 -m pytest -q -m cuda -p no:cacheprovider \
+    tests/methods/test_splat_lens_gsplat.py
 step kernels 90 env NERFKIT_NATIVE=1 python3 bench/bench_kernels.py --device cuda
 if [ -n "$SCENE" ]; then
     step train_ngp 80 env NERFKIT_NATIVE=1 python3 bench/bench_train.py "$SCENE" --method ngp --times 20,40 \
