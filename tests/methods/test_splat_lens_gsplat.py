@@ -20,7 +20,7 @@ from nerfkit.cli import main
 from nerfkit.image.metrics import psnr
 from nerfkit.runs.evaluate import evaluate_split, render_in_lens
 from nerfkit.runs.session import open_run
-from lens_scenes import write_lens_demo
+from lens_scenes import LENS, write_lens_demo
 from tiny_run import tiny_splat_args
 
 TURN_DEG = 10.0     # as test_lens_distortion: the object sits where the lens bends it
@@ -63,9 +63,8 @@ def test_gsplat_and_the_cpu_rasterizer_render_a_distorted_capture_alike(tmp_path
 def test_gsplat_trains_a_distorted_capture_like_its_pinhole_twin(tmp_path):
     pytest.importorskip("gsplat")
     scores = {}
-    for name, lens in (("distorted", None), ("pinhole", (0.0,) * 5)):
-        extra = {} if lens is None else {"distortion": lens}
-        scene = write_lens_demo(tmp_path / name, turn_deg=TURN_DEG, **extra)
+    for name, lens in (("distorted", LENS), ("pinhole", (0.0,) * 5)):
+        scene = write_lens_demo(tmp_path / name, distortion=lens, turn_deg=TURN_DEG)
         run = _train(scene, tmp_path / f"runs_{name}", "--device", "cuda", "--set", "backend=gsplat")
         scores[name] = json.loads((run / "metrics.json").read_text())["psnr"]
     assert scores["pinhole"] > 20.0, scores
