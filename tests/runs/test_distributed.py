@@ -40,7 +40,9 @@ def _run_workers(scene: Path, output: Path, result: Path, nproc: int = 2) -> Non
                                   env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
                                   stderr=subprocess.PIPE, text=True) for rank in range(nproc)]
     errors = [process.communicate(timeout=600)[1] for process in processes]
-    assert [process.returncode for process in processes] == [0] * nproc, errors
+    codes = [process.returncode for process in processes]
+    if codes != [0] * nproc:      # the whole of each process's stderr (an assert would shorten it)
+        pytest.fail(f"exit codes {codes}\n" + "\n".join(f"--- process {rank}:\n{text}" for rank, text in enumerate(errors)))
 
 
 @pytest.fixture(scope="module")
