@@ -155,8 +155,8 @@ def disconnect() -> None:
     exchange (and the tensors in it) a moment after the exchange completes, and that needs the GIL.
     A process that went straight on to the interpreter's exit could meet it there, and the thread's
     exit during finalization aborts the process ("terminate called without an active exception",
-    code -6) after a run that succeeded: 2 of 60 two-process test runs on 2 cores, none of 100 with
-    the wait.
+    code -6) after a run that succeeded: 3 of 120 two-process test runs on 2 cores, none of 250 with
+    the wait (BENCHMARKS.md).
     """
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if torch.distributed.is_initialized():

@@ -4,6 +4,8 @@ variables set) or in the test's own process (:func:`train_steps` without process
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -53,6 +55,21 @@ def train_steps(config: RunConfig, processes=None) -> dict:
                                         if torch.is_tensor(v)},
             "gaussians": getattr(method, "n_gaussians", None),
             "sampler": trainer.sampler.generator.get_state(), "rng": torch.get_rng_state()}
+
+
+def run_workers(scene: Path, output: Path, result: Path, nproc: int = 2) -> tuple[list[int], list[str]]:
+    """``nproc`` processes of this script with torchrun's variables, as ``nerfkit train --nproc``
+    starts them; wait for them: the exit code and the whole stderr of each process."""
+    from nerfkit.runs.launch import rendezvous_port
+
+    env = {**os.environ, "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(rendezvous_port({})), "NERFKIT_COMPILE": "0",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+    processes = [subprocess.Popen([sys.executable, __file__, str(scene), str(output), str(result)],
+                                  env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
+                                  stderr=subprocess.PIPE, text=True) for rank in range(nproc)]
+    errors = [process.communicate(timeout=600)[1] for process in processes]
+    return [process.returncode for process in processes], errors
 
 
 def main(scene: str, output: str, result: str) -> None:

@@ -4,10 +4,6 @@ shares of a batch; what the processes' environment must hold."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,26 +17,10 @@ from nerfkit.data.sampler import ImageSampler, PixelSampler
 from nerfkit.runs.distributed import check_process_count, process_place
 from nerfkit.runs.parallel import ProcessShare
 
-WORKER = Path(worker.__file__)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 def _run_workers(scene: Path, output: Path, result: Path, nproc: int = 2) -> None:
-    """``nproc`` worker processes with torchrun's variables, as ``nerfkit train --nproc`` starts them."""
-    port = _free_port()
-    env = {**os.environ, "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(port), "NERFKIT_COMPILE": "0",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
-    processes = [subprocess.Popen([sys.executable, str(WORKER), str(scene), str(output), str(result)],
-                                  env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
-                                  stderr=subprocess.PIPE, text=True) for rank in range(nproc)]
-    errors = [process.communicate(timeout=600)[1] for process in processes]
-    codes = [process.returncode for process in processes]
+    """``nproc`` worker processes (:func:`distributed_worker.run_workers`); all must end with code 0."""
+    codes, errors = worker.run_workers(scene, output, result, nproc)
     if codes != [0] * nproc:      # the whole of each process's stderr (an assert would shorten it)
         pytest.fail(f"exit codes {codes}\n" + "\n".join(f"--- process {rank}:\n{text}" for rank, text in enumerate(errors)))
 
